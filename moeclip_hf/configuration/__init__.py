@@ -1,1 +1,5 @@
+"""Configuration of MoECLIP models."""
 
+from .configuration_moeclip import DOMAINS, MoECLIPConfig
+
+__all__ = ["DOMAINS", "MoECLIPConfig"]

@@ -1,0 +1,213 @@
+"""MoECLIP model configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huggingface_hub.dataclasses import strict
+from transformers import CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
+
+from ..modeling.moe_lora.config import MoELoraConfig
+
+DOMAINS = ("industrial", "medical")
+_MOE_FIELDS = ("layers", "num_experts", "top_k", "r", "lora_alpha", "lora_dropout", "residual_weight", "eps", "use_fofs", "fofs_seed")
+#: Upper bound on a few sizes so that a hostile config.json fails validation before anything is allocated.
+_MAX_IMAGE_SIZE = 8192
+
+
+def moe_kwargs(moe: MoELoraConfig | dict[str, Any] | None) -> dict[str, Any]:
+    """The MoE-LoRA fields of `moe` as a JSON-friendly dict, defaults filled in and validated."""
+    if moe is None:
+        moe = {}
+    if isinstance(moe, MoELoraConfig):
+        moe = {name: getattr(moe, name) for name in _MOE_FIELDS}
+    unknown = sorted(set(moe) - set(_MOE_FIELDS))
+    if unknown:
+        raise ValueError(f"MoECLIPConfig.moe has unknown fields {unknown}; known: {list(_MOE_FIELDS)}.")
+    config = MoELoraConfig(**moe)
+    return {name: list(value) if isinstance(value, tuple) else value for name in _MOE_FIELDS for value in [getattr(config, name)]}
+
+
+@strict(accept_kwargs=True)
+class MoECLIPConfig(PreTrainedConfig):
+    r"""
+    Configuration of a [`MoECLIPModel`]: a frozen CLIP (vision and text towers) whose vision tower carries
+    MoE-LoRA layers, with the MoECLIP segmentation and image heads (METHOD.md).
+
+    Args:
+        vision_config (`dict` or `CLIPVisionConfig`, *optional*):
+            The CLIP vision tower. Its `image_size` is set to `image_size`: the position embeddings of a
+            pretrained tower are resized once, at load (see [`MoECLIPModel.from_clip`]).
+        text_config (`dict` or `CLIPTextConfig`, *optional*):
+            The CLIP text tower; its `projection_dim` is the text embedding size e.
+        image_size (`int`, *optional*, defaults to 518):
+            Side of the square input image, a multiple of the vision tower's patch size.
+        moe (`dict` or `MoELoraConfig`, *optional*):
+            The MoE-LoRA hyper-parameters (`layers`, `num_experts`, `top_k`, `r`, `lora_alpha`, `lora_dropout`,
+            `residual_weight`, `eps`, `use_fofs`, `fofs_seed`); defaults are the paper's.
+        feature_layers (`list[int]`, *optional*, defaults to `[6, 12, 18, 24]`):
+            1-based encoder layers whose (post-MoE) token states feed the heads.
+        paa_scales (`list[int]`, *optional*, defaults to `[1, 3, 5]`):
+            Window sizes of the patch-aggregation average (Eq. 10); odd, 1 is the identity.
+        logit_scale (`float`, *optional*, defaults to 100.0):
+            Scale of the patch-text cosines that form the map logits.
+        segmentation_leaky_relu (`bool`, *optional*, defaults to `False`):
+            Released-code variant: a LeakyReLU after each segmentation projection (the paper has none).
+        trainable_text_projection (`bool`, *optional*, defaults to `False`):
+            Released-code variant: a trainable linear e -> e (no bias) + LeakyReLU on the text embeddings.
+        image_head (`str`, *optional*, defaults to `"adapter"`):
+            `"adapter"`: the depth-wise adapter of Eq. 13; `"linear"`: a plain linear d -> e (an ablation).
+        adapter_kernel_size (`int`, *optional*, defaults to 3):
+            Kernel of the depth-wise adapter's convolution over the token sequence.
+        num_normal_prompts (`int`, *optional*, defaults to 6):
+            How many of each class's prompt sentences are the normal ones (they come first); the processor's
+            prompt ensemble gives 6 normal and 10 abnormal sentences.
+        domain (`str`, *optional*, defaults to `"industrial"`):
+            Default domain, which picks the map blur and the image-score fusion (METHOD.md, "Outputs").
+        blur_kernel_sizes / blur_sigmas (`dict[str, ...]`, *optional*):
+            Gaussian blur of the maps per domain; industrial (7, 1.0), medical (9, 1.5).
+        score_fusion_weights (`dict[str, float]`, *optional*):
+            Weight w of max(map) in the image score `w * max(map) + (1 - w) * s`; industrial 0.5, medical 1.0.
+        anomaly_threshold (`float`, *optional*, defaults to 0.5):
+            Score above which an image is called anomalous by the pipeline and the CLI.
+        etf_loss_weight / balance_loss_weight (`float`, *optional*, defaults to 0.01):
+            Weights of the auxiliary losses in the total loss (Eq. 16).
+
+    Example:
+
+    ```python
+    >>> from moeclip_hf import MoECLIPConfig
+    >>> config = MoECLIPConfig()  # ViT-L/14 geometry at 518 px, the paper's hyper-parameters
+    >>> config.grid_size
+    37
+    ```
+    """
+
+    model_type = "moeclip"
+    sub_configs_defaults = {"vision_config": CLIPVisionConfig, "text_config": CLIPTextConfig}
+
+    vision_config: dict | CLIPVisionConfig | None = None
+    text_config: dict | CLIPTextConfig | None = None
+    image_size: int = 518
+    moe: dict | None = None
+    feature_layers: list[int] | tuple[int, ...] = (6, 12, 18, 24)
+    paa_scales: list[int] | tuple[int, ...] = (1, 3, 5)
+    logit_scale: float = 100.0
+    segmentation_leaky_relu: bool = False
+    trainable_text_projection: bool = False
+    image_head: str = "adapter"
+    adapter_kernel_size: int = 3
+    num_normal_prompts: int = 6
+    domain: str = "industrial"
+    blur_kernel_sizes: dict | None = None
+    blur_sigmas: dict | None = None
+    score_fusion_weights: dict | None = None
+    anomaly_threshold: float = 0.5
+    etf_loss_weight: float = 0.01
+    balance_loss_weight: float = 0.01
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        if self.vision_config is None:
+            self.vision_config = _VIT_L14_336_VISION
+        if self.text_config is None:
+            self.text_config = _VIT_L14_336_TEXT
+        super().__post_init__(**kwargs)
+        self.vision_config.image_size = self.image_size
+        self.moe = moe_kwargs(self.moe)
+        self.feature_layers = [int(layer) for layer in self.feature_layers]
+        self.paa_scales = [int(scale) for scale in self.paa_scales]
+        self.blur_kernel_sizes = {"industrial": 7, "medical": 9, **(self.blur_kernel_sizes or {})}
+        self.blur_sigmas = {"industrial": 1.0, "medical": 1.5, **(self.blur_sigmas or {})}
+        self.score_fusion_weights = {"industrial": 0.5, "medical": 1.0, **(self.score_fusion_weights or {})}
+        self.check_fields()
+
+    def check_fields(self) -> None:
+        """Cross-field checks of every size against the towers, with a `ValueError` naming the field.
+
+        Run at construction (also from a config.json), before any weight is allocated.
+        """
+        vision = self.vision_config
+        if not 0 < self.image_size <= _MAX_IMAGE_SIZE:
+            raise ValueError(f"MoECLIPConfig.image_size must be in (0, {_MAX_IMAGE_SIZE}]; got {self.image_size}.")
+        if self.image_size % vision.patch_size:
+            raise ValueError(
+                f"MoECLIPConfig.image_size={self.image_size} is not a multiple of the patch size {vision.patch_size}."
+            )
+        layers = vision.num_hidden_layers
+        for name, indices in (("feature_layers", self.feature_layers), ("moe.layers", self.moe["layers"])):
+            if not indices:
+                raise ValueError(f"MoECLIPConfig.{name} must name at least one layer.")
+            beyond = [index for index in indices if not 1 <= index <= layers]
+            if beyond:
+                raise ValueError(
+                    f"MoECLIPConfig.{name} {beyond} are not encoder layers of the vision tower (1..{layers}, 1-based)."
+                )
+        if any(later <= earlier for earlier, later in zip(self.feature_layers, self.feature_layers[1:])):
+            raise ValueError(f"MoECLIPConfig.feature_layers must be strictly increasing; got {self.feature_layers}.")
+        if not self.paa_scales or any(scale < 1 or scale % 2 == 0 for scale in self.paa_scales):
+            raise ValueError(f"MoECLIPConfig.paa_scales must be odd positive window sizes; got {self.paa_scales}.")
+        if any(scale > self.grid_size for scale in self.paa_scales):
+            raise ValueError(f"MoECLIPConfig.paa_scales {self.paa_scales} exceed the {self.grid_size}x{self.grid_size} patch grid.")
+        if self.image_head not in ("adapter", "linear"):
+            raise ValueError(f"MoECLIPConfig.image_head must be 'adapter' or 'linear'; got {self.image_head!r}.")
+        if self.adapter_kernel_size < 1 or self.adapter_kernel_size % 2 == 0:
+            raise ValueError(f"MoECLIPConfig.adapter_kernel_size must be odd and positive; got {self.adapter_kernel_size}.")
+        if self.domain not in DOMAINS:
+            raise ValueError(f"MoECLIPConfig.domain must be one of {DOMAINS}; got {self.domain!r}.")
+        for name in ("blur_kernel_sizes", "blur_sigmas", "score_fusion_weights"):
+            missing = [domain for domain in DOMAINS if domain not in getattr(self, name)]
+            if missing:
+                raise ValueError(f"MoECLIPConfig.{name} lacks the domains {missing}.")
+        if any(size < 1 or size % 2 == 0 for size in self.blur_kernel_sizes.values()):
+            raise ValueError(f"MoECLIPConfig.blur_kernel_sizes must be odd and positive; got {self.blur_kernel_sizes}.")
+        if any(sigma <= 0 for sigma in self.blur_sigmas.values()):
+            raise ValueError(f"MoECLIPConfig.blur_sigmas must be positive; got {self.blur_sigmas}.")
+        if any(not 0.0 <= weight <= 1.0 for weight in self.score_fusion_weights.values()):
+            raise ValueError(f"MoECLIPConfig.score_fusion_weights must lie in [0, 1]; got {self.score_fusion_weights}.")
+        if not 1 <= self.num_normal_prompts:
+            raise ValueError(f"MoECLIPConfig.num_normal_prompts must be positive; got {self.num_normal_prompts}.")
+        if not 0.0 <= self.anomaly_threshold <= 1.0:
+            raise ValueError(f"MoECLIPConfig.anomaly_threshold must lie in [0, 1]; got {self.anomaly_threshold}.")
+        if self.etf_loss_weight < 0 or self.balance_loss_weight < 0:
+            raise ValueError("MoECLIPConfig.etf_loss_weight and balance_loss_weight must be non-negative.")
+        if self.text_config.projection_dim is None or self.text_config.projection_dim < 1:
+            raise ValueError("MoECLIPConfig.text_config.projection_dim (the text embedding size) must be positive.")
+
+    @property
+    def moe_config(self) -> MoELoraConfig:
+        """The MoE-LoRA hyper-parameters as the tuner's config object."""
+        return MoELoraConfig(**self.moe)
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the patch grid, e.g. 37 for ViT-L/14 at 518 px."""
+        return self.image_size // self.vision_config.patch_size
+
+    @property
+    def projection_dim(self) -> int:
+        """The text embedding size e, which the segmentation and image heads project to."""
+        return self.text_config.projection_dim
+
+
+_VIT_L14_336_VISION = {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "projection_dim": 768,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "image_size": 336,
+    "patch_size": 14,
+    "hidden_act": "quick_gelu",
+}
+_VIT_L14_336_TEXT = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "projection_dim": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu",
+}
+
+__all__ = ["DOMAINS", "MoECLIPConfig", "moe_kwargs"]

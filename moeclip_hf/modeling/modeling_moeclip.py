@@ -1,0 +1,432 @@
+"""MoECLIP: a frozen CLIP with MoE-LoRA layers in its vision tower and text-prompted anomaly heads."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPVisionModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from ..configuration.configuration_moeclip import DOMAINS, MoECLIPConfig
+from .heads import DepthwiseAdapter, patch_aggregation
+from .losses import classification_loss, segmentation_loss
+from .maps import (
+    fuse_image_score,
+    image_anomaly_score,
+    patch_logits,
+    probability_anomaly_map,
+    training_probabilities,
+)
+from .moe_lora import MoELoraLayer, MoELoraModel
+
+_ENCODER_LAYER_PREFIX = re.compile(r"^encoder\.layers\.(\d+)\.")
+
+
+@dataclass
+class MoECLIPOutput(ModelOutput):
+    """Output of [`MoECLIPModel`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `masks` and `labels` are given):
+            Eq. 16: segmentation + classification + etf_loss_weight * ETF + balance_loss_weight * balance.
+        anomaly_map (`torch.FloatTensor` of shape `(batch_size, image_size, image_size)`):
+            The single-image anomaly map in [0, 1]: the mean over feature layers and PAA scales of the blurred
+            anomaly probability of Eq. 12.
+        anomaly_score (`torch.FloatTensor` of shape `(batch_size,)`):
+            Image score in [0, 1]: `w * max(anomaly_map) + (1 - w) * (cos_A + 1) / 2` with the domain's weight w.
+        patch_logits (`torch.FloatTensor` of shape `(batch_size, layers, scales, 2, grid, grid)`):
+            `logit_scale * cos(patch, [T_N, T_A])` per feature layer and PAA scale; the benchmark protocol
+            (`moeclip_hf.modeling.maps.protocol_anomaly_map`) is computed from these.
+        image_logits (`torch.FloatTensor` of shape `(batch_size, 2)`):
+            Cosines of the image embedding with [T_N, T_A] (no scale), the classification logits.
+        text_embeds (`torch.FloatTensor` of shape `(batch_size, 2, projection_dim)`):
+            The normalised [T_N, T_A] used for each image.
+        segmentation_loss, classification_loss (`torch.FloatTensor`, *optional*): the parts of `loss`.
+        etf_loss, balance_loss (`torch.FloatTensor`, *optional*, training only):
+            Sums over the MoE layers of the ETF (Eq. 8) and balance (Eq. 9) losses.
+        router_probs (`tuple[torch.FloatTensor]`, *optional*, when `return_routing=True`):
+            Per MoE layer, the router's softmax (batch_size, tokens, num_experts), CLS first.
+        selected_experts (`tuple[torch.LongTensor]`, *optional*, when `return_routing=True`):
+            Per MoE layer, the top-k expert indices (batch_size, tokens, top_k).
+        routing_weights (`tuple[torch.FloatTensor]`, *optional*, when `return_routing=True`):
+            Per MoE layer, the renormalised weights of the selected experts (batch_size, tokens, top_k).
+    """
+
+    loss: torch.FloatTensor | None = None
+    anomaly_map: torch.FloatTensor | None = None
+    anomaly_score: torch.FloatTensor | None = None
+    patch_logits: torch.FloatTensor | None = None
+    image_logits: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    segmentation_loss: torch.FloatTensor | None = None
+    classification_loss: torch.FloatTensor | None = None
+    etf_loss: torch.FloatTensor | None = None
+    balance_loss: torch.FloatTensor | None = None
+    router_probs: tuple[torch.FloatTensor, ...] | None = None
+    selected_experts: tuple[torch.LongTensor, ...] | None = None
+    routing_weights: tuple[torch.FloatTensor, ...] | None = None
+
+
+class MoECLIPPreTrainedModel(PreTrainedModel):
+    config: MoECLIPConfig
+    config_class = MoECLIPConfig
+    base_model_prefix = "moeclip"
+    main_input_name = "pixel_values"
+    input_modalities = ("image", "text")
+    _no_split_modules = ["CLIPEncoderLayer", "MoELoraLayer", "CLIPVisionEmbeddings", "CLIPTextEmbeddings"]
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Xavier-uniform for the heads (METHOD.md); CLIP's towers initialise themselves."""
+        if isinstance(module, DepthwiseAdapter):
+            module.reset_parameters()
+        elif isinstance(module, nn.Linear) and getattr(module, "_moeclip_head", False):
+            nn.init.xavier_uniform_(module.weight)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def _head_linear(in_features: int, out_features: int) -> nn.Linear:
+    linear = nn.Linear(in_features, out_features, bias=False)
+    linear._moeclip_head = True
+    return linear
+
+
+class MoECLIPModel(MoECLIPPreTrainedModel):
+    """MoECLIP for zero-shot anomaly detection (METHOD.md).
+
+    The frozen CLIP vision tower runs with MoE-LoRA layers rewriting the outputs of `config.moe["layers"]`;
+    the post-MoE token states of `config.feature_layers` go through CLIP's post layer norm, PAA over
+    `config.paa_scales`, the per-layer segmentation projections and the depth-wise adapter, and are compared
+    with the text embeddings of the class's normal and abnormal prompts.
+
+    Example:
+
+    ```python
+    >>> from moeclip_hf import MoECLIPModel
+    >>> from moeclip_hf.testing import tiny_config, tiny_processor
+    >>> model = MoECLIPModel(tiny_config()).eval()
+    >>> processor = tiny_processor()
+    >>> from PIL import Image
+    >>> inputs = processor(images=Image.new("RGB", (40, 30)), class_names=["bottle"], return_tensors="pt")
+    >>> out = model(**inputs)
+    >>> tuple(out.anomaly_map.shape) == (1, model.config.image_size, model.config.image_size)
+    True
+    ```
+    """
+
+    def __init__(self, config: MoECLIPConfig) -> None:
+        super().__init__(config)
+        vision_model = CLIPVisionModel(config.vision_config)
+        self.vision_model = MoELoraModel(vision_model, config.moe_config).model
+        self.text_model = CLIPTextModelWithProjection(config.text_config)
+        hidden, embed = config.vision_config.hidden_size, config.projection_dim
+        self.segmentation_projections = nn.ModuleList(_head_linear(hidden, embed) for _ in config.feature_layers)
+        if config.image_head == "adapter":
+            self.image_head = DepthwiseAdapter(hidden, embed, config.adapter_kernel_size, config.vision_config.layer_norm_eps)
+        else:
+            self.image_head = _head_linear(hidden, embed)
+        self.text_projection = _head_linear(embed, embed) if config.trainable_text_projection else None
+        self._prompt_cache: dict[bytes, torch.Tensor] = {}
+        self._mark_moe_initialised()
+        self.post_init()
+        self.freeze_clip()
+
+    def _mark_moe_initialised(self) -> None:
+        """The MoE layers initialise themselves (zero router, zero B, drawn FOFS): keep transformers' generic
+        initialisation of the nested CLIP tower from re-drawing them."""
+        for layer in self.moe_layers():
+            for module in (layer, layer.moe_router, *layer.moe_router.values(), layer.moe_fofs_A, layer.moe_dropout):
+                module._is_hf_initialized = True
+
+    def freeze_clip(self) -> None:
+        """Freeze every CLIP weight (and the FOFS matrices); routers, experts' B (A without FOFS) and heads train."""
+        for name, parameter in self.named_parameters():
+            trainable = not (name.startswith("vision_model.") or name.startswith("text_model."))
+            trainable = trainable or any(f".{part}." in name for part in MoELoraLayer.adapter_layer_names)
+            parameter.requires_grad_(trainable)
+
+    def moe_layers(self) -> list[MoELoraLayer]:
+        """The MoE-LoRA layers of the vision tower, in encoder order."""
+        return [module for module in self.vision_model.encoder.layers if isinstance(module, MoELoraLayer)]
+
+    # ----------------------------------------------------------------------------------------------------- text
+
+    def encode_prompts(self, prompt_input_ids: torch.Tensor, prompt_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[T_N, T_A] per image from its prompt ids: (B, P, L) -> (B, 2, e), normalised.
+
+        The first `config.num_normal_prompts` sentences of each image are the normal ones. Sentence
+        embeddings come from the frozen text tower and are cached per distinct prompt set, so each class
+        is encoded once per process; only the (optional, trainable) text projection runs every call.
+        """
+        if prompt_input_ids.dim() != 3:
+            raise ValueError(f"prompt_input_ids must have shape (batch, prompts, length); got {tuple(prompt_input_ids.shape)}.")
+        num_prompts = prompt_input_ids.shape[1]
+        if num_prompts <= self.config.num_normal_prompts:
+            raise ValueError(
+                f"prompt_input_ids holds {num_prompts} prompts per image, but the first "
+                f"{self.config.num_normal_prompts} are normal: no abnormal prompt is left."
+            )
+        if prompt_attention_mask is None:
+            prompt_attention_mask = torch.ones_like(prompt_input_ids)
+        sentences = torch.stack(
+            [
+                self._sentence_embeddings(ids, mask)
+                for ids, mask in zip(prompt_input_ids.unbind(0), prompt_attention_mask.unbind(0))
+            ]
+        )
+        return self._class_embeddings(sentences)
+
+    def _sentence_embeddings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        key = input_ids.cpu().numpy().tobytes() + attention_mask.cpu().numpy().tobytes()
+        cached = self._prompt_cache.get(key)
+        if cached is None:
+            with torch.no_grad():
+                cached = self.text_model(input_ids=input_ids, attention_mask=attention_mask).text_embeds
+            self._prompt_cache[key] = cached
+        return cached.to(self.text_model.text_projection.weight.device)
+
+    def _class_embeddings(self, sentences: torch.Tensor) -> torch.Tensor:
+        """(B, P, e) sentence embeddings -> (B, 2, e): normalise each, average per group, normalise again."""
+        if self.text_projection is not None:
+            sentences = F.leaky_relu(self.text_projection(sentences))
+        sentences = F.normalize(sentences.float(), dim=-1)
+        split = self.config.num_normal_prompts
+        groups = torch.stack([sentences[:, :split].mean(dim=1), sentences[:, split:].mean(dim=1)], dim=1)
+        return F.normalize(groups, dim=-1)
+
+    def clear_prompt_cache(self) -> None:
+        """Forget the cached sentence embeddings (e.g. after replacing the text tower's weights)."""
+        self._prompt_cache.clear()
+
+    # --------------------------------------------------------------------------------------------------- vision
+
+    def _run_vision_tower(self, pixel_values: torch.Tensor, return_routing: bool):
+        """Run the tower layer by layer and hand over the post-MoE states of the feature layers.
+
+        The states are read from the layers' own outputs, not from `output_hidden_states`, whose hooks sit
+        on the wrapped (pre-MoE) encoder layers in transformers 5.
+        """
+        tower = self.vision_model
+        hidden = tower.pre_layrnorm(tower.embeddings(pixel_values))
+        wanted = {layer - 1 for layer in self.config.feature_layers}
+        last_needed = max(wanted)
+        if self.training or return_routing:
+            last_needed = max(last_needed, max(self.config.moe["layers"]) - 1)
+        features, moe_outputs = [], []
+        for index, layer in enumerate(tower.encoder.layers[: last_needed + 1]):
+            if isinstance(layer, MoELoraLayer):
+                output = layer.forward_with_aux(hidden, None)
+                hidden = output.hidden_states
+                moe_outputs.append(output)
+            else:
+                hidden = layer(hidden, None)
+            if index in wanted:
+                features.append(hidden)
+        return torch.stack(features, dim=1), moe_outputs
+
+    def _patch_features(self, layer_states: torch.Tensor) -> torch.Tensor:
+        """(B, L, N, d) token states -> (B, L, P, d) patches after CLIP's post layer norm, CLS dropped."""
+        return self.vision_model.post_layernorm(layer_states)[:, :, 1:, :]
+
+    def _projected_grids(self, patches: torch.Tensor) -> torch.Tensor:
+        """(B, L, P, d) patches -> (B, L, S, e, g, g): segmentation projection per layer and PAA per scale.
+
+        Without the LeakyReLU variant the projection is linear and commutes with the PAA average, so each
+        layer is projected once and the projected maps are pooled (exactly equal, cheaper).
+        """
+        grid = self.config.grid_size
+        weight = torch.stack([projection.weight for projection in self.segmentation_projections])
+        if self.config.segmentation_leaky_relu:
+            pooled = patch_aggregation(self._to_grid(patches, grid), self.config.paa_scales)
+            projected = torch.einsum("blsdhw,led->blsehw", pooled, weight.to(pooled.dtype))
+            return F.leaky_relu(projected.permute(0, 1, 2, 4, 5, 3)).permute(0, 1, 2, 5, 3, 4)
+        projected = torch.einsum("blpd,led->blpe", patches, weight.to(patches.dtype))
+        return patch_aggregation(self._to_grid(projected, grid), self.config.paa_scales)
+
+    @staticmethod
+    def _to_grid(tokens: torch.Tensor, grid: int) -> torch.Tensor:
+        """(..., P, C) row-major patch tokens -> (..., C, g, g)."""
+        return tokens.transpose(-1, -2).unflatten(-1, (grid, grid))
+
+    def _image_embedding(self, last_layer_patches: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.image_head, DepthwiseAdapter):
+            return self.image_head(last_layer_patches)
+        return F.normalize(self.image_head(last_layer_patches), dim=-1).mean(dim=1)
+
+    # -------------------------------------------------------------------------------------------------- forward
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        prompt_input_ids: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        text_embeds: torch.Tensor | None = None,
+        masks: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_routing: bool = False,
+        domain: str | None = None,
+        return_dict: bool | None = None,
+    ) -> MoECLIPOutput:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, image_size, image_size)`):
+                CLIP-normalised images ([`MoECLIPProcessor`]).
+            prompt_input_ids, prompt_attention_mask (`torch.LongTensor` of shape `(batch_size, prompts, length)`):
+                The prompt ensemble of each image's class ([`MoECLIPProcessor`]); normal sentences first.
+            text_embeds (`torch.FloatTensor` of shape `(batch_size, 2, projection_dim)`, *optional*):
+                Precomputed normalised [T_N, T_A]; used instead of the prompts when given.
+            masks (`torch.FloatTensor` of shape `(batch_size, 1, image_size, image_size)`, *optional*):
+                Binary ground-truth masks; with `labels`, the loss of Eq. 16 is returned.
+            labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): 0 normal, 1 anomalous.
+            return_routing (`bool`, *optional*): also return each MoE layer's routing.
+            domain (`str`, *optional*): `"industrial"` or `"medical"`; defaults to `config.domain`.
+        """
+        self._check_pixel_values(pixel_values)
+        domain = domain or self.config.domain
+        if domain not in DOMAINS:
+            raise ValueError(f"domain must be one of {DOMAINS}; got {domain!r}.")
+        if text_embeds is None:
+            if prompt_input_ids is None:
+                raise ValueError("MoECLIPModel needs `prompt_input_ids` (from MoECLIPProcessor) or `text_embeds`.")
+            text_embeds = self.encode_prompts(prompt_input_ids, prompt_attention_mask)
+        if text_embeds.shape != (pixel_values.shape[0], 2, self.config.projection_dim):
+            raise ValueError(
+                f"text_embeds must have shape (batch, 2, {self.config.projection_dim}); got {tuple(text_embeds.shape)}."
+            )
+
+        layer_states, moe_outputs = self._run_vision_tower(pixel_values, return_routing)
+        patches = self._patch_features(layer_states)
+        grids = self._projected_grids(patches)
+        logits = patch_logits(grids, text_embeds.to(grids.dtype), self.config.logit_scale)
+        image_embedding = self._image_embedding(patches[:, -1])
+        image_logits = torch.einsum("be,bce->bc", F.normalize(image_embedding, dim=-1), text_embeds.to(image_embedding.dtype))
+
+        flat_logits = logits.flatten(1, 2)
+        size = self.config.image_size
+        kernel, sigma = self.config.blur_kernel_sizes[domain], self.config.blur_sigmas[domain]
+        anomaly_map = probability_anomaly_map(flat_logits.float(), size, kernel, sigma)
+        anomaly_score = fuse_image_score(
+            anomaly_map.flatten(1).amax(dim=1),
+            image_anomaly_score(image_logits.float()),
+            self.config.score_fusion_weights[domain],
+        )
+
+        etf = balance = None
+        if self.training and moe_outputs:
+            etf = torch.stack([output.etf_loss for output in moe_outputs]).sum()
+            balance = torch.stack([output.balance_loss for output in moe_outputs]).sum()
+        loss = seg_loss = cls_loss = None
+        if masks is not None or labels is not None:
+            if masks is None or labels is None:
+                raise ValueError("The loss needs both `masks` and `labels`.")
+            seg_loss = segmentation_loss(training_probabilities(flat_logits.float(), size), masks.float())
+            cls_loss = classification_loss(image_logits.float(), labels.long())
+            loss = seg_loss + cls_loss
+            if etf is not None:
+                loss = loss + self.config.etf_loss_weight * etf + self.config.balance_loss_weight * balance
+
+        routing = {}
+        if return_routing:
+            routing = {
+                "router_probs": tuple(output.router_probs for output in moe_outputs),
+                "selected_experts": tuple(output.top_k_indices for output in moe_outputs),
+                "routing_weights": tuple(output.top_k_weights for output in moe_outputs),
+            }
+        return MoECLIPOutput(
+            loss=loss,
+            anomaly_map=anomaly_map,
+            anomaly_score=anomaly_score,
+            patch_logits=logits,
+            image_logits=image_logits,
+            text_embeds=text_embeds,
+            segmentation_loss=seg_loss,
+            classification_loss=cls_loss,
+            etf_loss=etf,
+            balance_loss=balance,
+            **routing,
+        )
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+        size = self.config.image_size
+        if not torch.is_tensor(pixel_values) or not pixel_values.is_floating_point():
+            raise ValueError("pixel_values must be a floating-point tensor (use MoECLIPProcessor).")
+        if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != (3, size, size):
+            raise ValueError(f"pixel_values must have shape (batch, 3, {size}, {size}); got {tuple(pixel_values.shape)}.")
+        if not torch.isfinite(pixel_values).all():
+            raise ValueError("pixel_values contains NaN or inf.")
+
+    # ---------------------------------------------------------------------------------------------- from CLIP
+
+    @classmethod
+    def from_clip(
+        cls,
+        name_or_path: str = "openai/clip-vit-large-patch14-336",
+        image_size: int = 518,
+        **config_kwargs,
+    ) -> "MoECLIPModel":
+        """Build an untrained MoECLIP model around any transformers CLIP checkpoint (Hub id or folder).
+
+        The vision tower's position embeddings are resized once, here, from the checkpoint's grid to
+        `image_size // patch_size` (bicubic, antialias, CLS position kept), so no forward interpolates.
+        Further keyword arguments go to [`MoECLIPConfig`] (e.g. `moe={"num_experts": 8}`, `feature_layers`).
+        """
+        clip = CLIPModel.from_pretrained(name_or_path)
+        vision_config = clip.config.vision_config.to_dict()
+        text_config = clip.config.text_config.to_dict()
+        text_config["projection_dim"] = clip.config.projection_dim
+        config = MoECLIPConfig(vision_config=vision_config, text_config=text_config, image_size=image_size, **config_kwargs)
+        model = cls(config)
+        vision_state = clip.vision_model.state_dict()
+        vision_state["embeddings.position_embedding.weight"] = resize_position_embeddings(
+            vision_state["embeddings.position_embedding.weight"], config.grid_size
+        )
+        vision_state.pop("embeddings.position_ids", None)
+        model.load_vision_tower_weights(vision_state)
+        text_state = {f"text_model.{key}": value for key, value in clip.text_model.state_dict().items()}
+        text_state["text_projection.weight"] = clip.text_projection.weight
+        missing, unexpected = model.text_model.load_state_dict(text_state, strict=False)
+        if unexpected or [key for key in missing if not key.endswith("position_ids")]:
+            raise ValueError(f"CLIP text weights do not fit: missing {missing}, unexpected {unexpected}.")
+        model.config._name_or_path = str(name_or_path)
+        return model
+
+    def load_vision_tower_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Load a plain `CLIPVisionModel` state dict into the MoE-wrapped tower (its layers gain `base_layer.`)."""
+        moe_indices = {layer - 1 for layer in self.config.moe["layers"]}
+
+        def wrapped(key: str) -> str:
+            match = _ENCODER_LAYER_PREFIX.match(key)
+            if match and int(match.group(1)) in moe_indices:
+                return f"{match.group(0)}base_layer.{key[match.end():]}"
+            return key
+
+        mapped = {wrapped(key): value for key, value in state_dict.items()}
+        missing, unexpected = self.vision_model.load_state_dict(mapped, strict=False)
+        missing = [key for key in missing if ".moe_" not in key and not key.endswith("position_ids")]
+        if missing or unexpected:
+            raise ValueError(f"CLIP vision weights do not fit the tower: missing {missing}, unexpected {unexpected}.")
+
+
+def resize_position_embeddings(weight: torch.Tensor, grid_size: int) -> torch.Tensor:
+    """(1 + n*n, d) CLIP position embeddings -> (1 + g*g, d): bicubic with antialias, CLS position kept."""
+    cls_position, patch_positions = weight[:1], weight[1:]
+    old = int(round(patch_positions.shape[0] ** 0.5))
+    if old * old != patch_positions.shape[0]:
+        raise ValueError(f"Position embeddings of {patch_positions.shape[0]} patches do not form a square grid.")
+    if old == grid_size:
+        return weight.clone()
+    grid = patch_positions.reshape(1, old, old, -1).permute(0, 3, 1, 2).float()
+    resized = F.interpolate(grid, size=(grid_size, grid_size), mode="bicubic", align_corners=False, antialias=True)
+    resized = resized.permute(0, 2, 3, 1).reshape(grid_size * grid_size, -1).to(weight.dtype)
+    return torch.cat([cls_position, resized], dim=0)
+
+
+__all__ = ["MoECLIPModel", "MoECLIPOutput", "MoECLIPPreTrainedModel", "resize_position_embeddings"]

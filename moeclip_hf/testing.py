@@ -1,0 +1,92 @@
+"""Tiny MoECLIP configurations, an offline tokenizer and processor: for tests, the demo and outside checks.
+
+Nothing here downloads anything. The tiny tokenizer is a real `CLIPTokenizer` over a byte-level vocabulary
+(the 256 bytes of CLIP's byte-to-unicode table, each also as a word end), so any text encodes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from transformers import CLIPTokenizer
+
+from .configuration import MoECLIPConfig
+from .modeling.processing_moeclip import MoECLIPProcessor, clip_image_processor
+
+BOS_TOKEN = "<|startoftext|>"
+EOS_TOKEN = "<|endoftext|>"
+#: A few merges of frequent prompt fragments; a byte vocabulary needs none, they only shorten sequences.
+_MERGES = [("t", "h"), ("th", "e</w>"), ("e", "d</w>"), ("o", "f</w>"), ("a", "n")]
+
+
+@lru_cache(maxsize=1)
+def byte_to_unicode() -> dict[int, str]:
+    """CLIP's (GPT-2's) reversible map from bytes to printable unicode characters."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    characters = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            characters.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(code) for code in characters)))
+
+
+def tiny_tokenizer() -> CLIPTokenizer:
+    """A working `CLIPTokenizer` built offline: 256 byte symbols, their word-final forms, a few merges."""
+    symbols = list(byte_to_unicode().values())
+    vocab: dict[str, int] = {}
+    for token in symbols + [symbol + "</w>" for symbol in symbols] + ["".join(merge) for merge in _MERGES]:
+        vocab.setdefault(token, len(vocab))
+    vocab[BOS_TOKEN] = len(vocab)
+    vocab[EOS_TOKEN] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=list(_MERGES), model_max_length=77)
+
+
+def tiny_config(**overrides: Any) -> MoECLIPConfig:
+    """A small MoECLIP configuration (4 layers of width 64, patch 8, 64 px, 8 x 8 patches) for seconds-long tests.
+
+    Keyword arguments override the MoECLIP fields; `vision` and `text` dicts override the towers' fields.
+    """
+    tokenizer = tiny_tokenizer()
+    vision = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "patch_size": 8,
+        "image_size": 64,
+        "hidden_act": "quick_gelu",
+        **overrides.pop("vision", {}),
+    }
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 48,
+        "intermediate_size": 96,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "projection_dim": 32,
+        "max_position_embeddings": 77,
+        "hidden_act": "quick_gelu",
+        "bos_token_id": tokenizer.convert_tokens_to_ids(BOS_TOKEN),
+        "eos_token_id": tokenizer.convert_tokens_to_ids(EOS_TOKEN),
+        "pad_token_id": tokenizer.convert_tokens_to_ids(EOS_TOKEN),
+        **overrides.pop("text", {}),
+    }
+    layers = vision["num_hidden_layers"]
+    defaults = {
+        "image_size": vision["image_size"],
+        "feature_layers": [layers // 2, layers],
+        "moe": {"layers": [layers // 2, layers], "r": 4},
+    }
+    return MoECLIPConfig(vision_config=vision, text_config=text, **{**defaults, **overrides})
+
+
+def tiny_processor(image_size: int = 64) -> MoECLIPProcessor:
+    """A working processor for the tiny models: CLIP preprocessing at `image_size` and the tiny tokenizer."""
+    return MoECLIPProcessor(image_processor=clip_image_processor(image_size), tokenizer=tiny_tokenizer())
+
+
+__all__ = ["byte_to_unicode", "tiny_config", "tiny_processor", "tiny_tokenizer"]
