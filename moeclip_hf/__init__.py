@@ -9,12 +9,14 @@ from .configuration import MoECLIPConfig
 from .modeling.modeling_moeclip import MoECLIPModel, MoECLIPOutput, MoECLIPPreTrainedModel
 from .modeling.moe_lora import MoELoraConfig, MoELoraModel
 from .modeling.processing_moeclip import MoECLIPProcessor
+from .pipelines import ZeroShotAnomalyDetectionPipeline, register_pipeline
 
 __version__ = "0.1.0"
 
 AutoConfig.register(MoECLIPConfig.model_type, MoECLIPConfig, exist_ok=True)
 AutoModel.register(MoECLIPConfig, MoECLIPModel, exist_ok=True)
 AutoProcessor.register(MoECLIPConfig, MoECLIPProcessor, exist_ok=True)
+register_pipeline()
 
 __all__ = [
     "MoECLIPConfig",
@@ -24,4 +26,5 @@ __all__ = [
     "MoECLIPProcessor",
     "MoELoraConfig",
     "MoELoraModel",
+    "ZeroShotAnomalyDetectionPipeline",
 ]

@@ -1,0 +1,124 @@
+"""`pipeline("zero-shot-anomaly-detection")`: MoECLIP on images of any class named in free text."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from transformers import AutoModel, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from .data.images import read_image
+from .modeling.prompts import CLASS_AGNOSTIC_DESCRIPTION, is_known_class
+
+TASK = "zero-shot-anomaly-detection"
+OUTPUT_FORMATS = ("anomaly", "segmentation")
+logger = logging.getLogger(__name__)
+
+
+class ZeroShotAnomalyDetectionPipeline(Pipeline):
+    """Anomaly score, verdict and map for images of a class the model may never have seen.
+
+    Example:
+
+    ```python
+    >>> from transformers import pipeline
+    >>> import moeclip_hf  # registers the task
+    >>> detector = pipeline("zero-shot-anomaly-detection", model="path/to/moeclip")  # doctest: +SKIP
+    >>> result = detector("part.png", class_name="metal nut")  # doctest: +SKIP
+    >>> sorted(result)  # doctest: +SKIP
+    ['anomaly_map', 'is_anomalous', 'score', 'threshold']
+    ```
+
+    Each result holds `score` (float in [0, 1]), `is_anomalous` (`score >= threshold`), `threshold`
+    (the model config's `anomaly_threshold` unless given) and `anomaly_map`, a grayscale PIL image of the
+    input's size (0-255 for anomaly probability 0-1). With `output_format="segmentation"` each result is
+    instead the Hub image-segmentation shape, `[{"label": "anomaly", "score": ..., "mask": PIL image}]`,
+    where the mask holds 255 where the map reaches the threshold.
+
+    The class name is turned into the benchmark description when it is one of the 14 benchmarks'
+    classes, used as written otherwise, and replaced by "object" when empty. The map is the
+    single-image definition of METHOD.md ("Outputs"); it needs no statistics of other images.
+    """
+
+    _load_processor = True
+    _load_image_processor = False
+    _load_tokenizer = False
+    _load_feature_extractor = False
+
+    def _sanitize_parameters(
+        self,
+        class_name: str | None = None,
+        threshold: float | None = None,
+        output_format: str | None = None,
+        domain: str | None = None,
+        dataset: str | None = None,
+        **kwargs,
+    ):
+        preprocess, forward, postprocess = {}, {}, {}
+        if class_name is not None:
+            preprocess["class_name"] = class_name
+        if dataset is not None:
+            preprocess["dataset"] = dataset
+        if domain is not None:
+            forward["domain"] = domain
+        if threshold is not None:
+            if not 0.0 <= float(threshold) <= 1.0:
+                raise ValueError(f"threshold must lie in [0, 1]; got {threshold}.")
+            postprocess["threshold"] = float(threshold)
+        if output_format is not None:
+            if output_format not in OUTPUT_FORMATS:
+                raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}; got {output_format!r}.")
+            postprocess["output_format"] = output_format
+        return preprocess, forward, postprocess
+
+    def __call__(self, images, **kwargs) -> dict[str, Any] | list:
+        """Detect anomalies in one image (a path, PIL image or encoded bytes) or a list of them."""
+        return super().__call__(images, **kwargs)
+
+    def preprocess(self, image, class_name: str = CLASS_AGNOSTIC_DESCRIPTION, dataset: str | None = None) -> dict[str, Any]:
+        if isinstance(image, (bytes, bytearray)):
+            image = {"bytes": bytes(image), "path": None}
+        picture = read_image(image)
+        if not class_name or not class_name.strip():
+            logger.warning("Empty class name: using the class-agnostic description %r.", CLASS_AGNOSTIC_DESCRIPTION)
+        elif not is_known_class(class_name):
+            logger.info("Class %r is not a benchmark class: its name is used as the prompt description.", class_name)
+        inputs = self.processor(images=picture, class_names=[class_name], dataset=dataset, return_tensors="pt")
+        inputs["original_size"] = torch.tensor([picture.height, picture.width])
+        return inputs
+
+    def _forward(self, model_inputs: dict[str, Any], domain: str | None = None) -> dict[str, Any]:
+        original_size = model_inputs.pop("original_size")
+        outputs = self.model(**model_inputs, domain=domain)
+        return {"anomaly_map": outputs.anomaly_map, "anomaly_score": outputs.anomaly_score, "original_size": original_size}
+
+    def postprocess(self, model_outputs: dict[str, Any], threshold: float | None = None, output_format: str = "anomaly"):
+        if threshold is None:
+            threshold = float(self.model.config.anomaly_threshold)
+        height, width = (int(side) for side in model_outputs["original_size"].reshape(-1)[:2])
+        anomaly_map = model_outputs["anomaly_map"].reshape(1, 1, *model_outputs["anomaly_map"].shape[-2:]).float()
+        full_size = F.interpolate(anomaly_map, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+        full_size = full_size.clamp(0, 1).cpu().numpy()
+        score = float(model_outputs["anomaly_score"].reshape(-1)[0])
+        if output_format == "segmentation":
+            mask = Image.fromarray(np.where(full_size >= threshold, 255, 0).astype(np.uint8))
+            return [{"label": "anomaly", "score": score, "mask": mask}]
+        return {
+            "score": score,
+            "is_anomalous": score >= threshold,
+            "threshold": threshold,
+            "anomaly_map": Image.fromarray(np.round(full_size * 255).astype(np.uint8)),
+        }
+
+
+def register_pipeline() -> None:
+    """Make `pipeline("zero-shot-anomaly-detection", model=...)` build this pipeline."""
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ZeroShotAnomalyDetectionPipeline, pt_model=AutoModel, type="multimodal")
+
+
+__all__ = ["OUTPUT_FORMATS", "TASK", "ZeroShotAnomalyDetectionPipeline", "register_pipeline"]
