@@ -100,15 +100,22 @@ def test_router_probabilities_and_expert_outputs_match_the_released_code():
     torch.testing.assert_close(layer.expert_outputs(x, "default"), FIXTURES["moe.expert_outputs"], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("training", [True, False])
-def test_mixture_and_output_match_the_released_code_in_both_compute_paths(training):
+@pytest.mark.parametrize("training, path", [(True, None), (False, "fused"), (False, "sparse")])
+def test_mixture_and_output_match_the_released_code_in_every_compute_path(training, path):
     layer = fixture_layer().train(training)
+    if path:
+        layer.set_inference_path(path)
     x = FIXTURES["moe.x"]
     out = layer.forward_with_aux(x)
     torch.testing.assert_close(out.hidden_states, FIXTURES["moe.output"], atol=1e-5, rtol=0)
     probs, weights, indices = layer.route(x, "default")
-    mixture = layer.sparse_mixture(x, weights, indices, "default")
-    torch.testing.assert_close(mixture, FIXTURES["moe.mix"], atol=1e-5, rtol=0)
+    for mixture in (layer.sparse_mixture(x, weights, indices, "default"), layer.fused_mixture(x, weights, indices, "default")):
+        torch.testing.assert_close(mixture, FIXTURES["moe.mix"], atol=1e-5, rtol=0)
+
+
+def test_an_unknown_inference_path_is_refused():
+    with pytest.raises(ValueError, match="inference path"):
+        fixture_layer().set_inference_path("dense")
 
 
 def test_training_losses_match_the_released_code():
@@ -213,7 +220,7 @@ def test_at_initialisation_each_target_layer_scales_its_input_by_one_minus_lambd
 
 
 @pytest.mark.parametrize("hidden_size", [64, 66])
-def test_dense_training_path_and_sparse_inference_path_agree(hidden_size):
+def test_dense_training_path_and_both_inference_paths_agree(hidden_size):
     tower = tiny_tower(hidden_size, 3, 28, 14)
     tuned = MoELoraModel(tower, MoELoraConfig(layers=(1, 3), r=4, lora_dropout=0.0))
     torch.manual_seed(1)
@@ -223,8 +230,9 @@ def test_dense_training_path_and_sparse_inference_path_agree(hidden_size):
     hidden = torch.randn(3, 5, hidden_size)
     layer = tuned.moe_layers()[0]
     dense = layer.train().mix(hidden).hidden_states
-    sparse = layer.eval().mix(hidden).hidden_states
-    torch.testing.assert_close(dense, sparse, atol=1e-5, rtol=0)
+    for path in ("sparse", "fused"):
+        layer.set_inference_path(path)
+        torch.testing.assert_close(dense, layer.eval().mix(hidden).hidden_states, atol=1e-5, rtol=0)
     pixel_values = torch.randn(2, 3, 28, 28)
     torch.testing.assert_close(
         tuned.train()(pixel_values=pixel_values).last_hidden_state,
