@@ -135,22 +135,21 @@ def test_patch_features_are_the_moe_layers_outputs_not_the_pre_moe_hidden_states
 
 def test_projecting_before_pooling_equals_pooling_before_projecting(tiny):
     model, _ = tiny
-    patches = torch.randn(2, len(model.config.feature_layers), model.config.grid_size**2, 64)
-    fast = model._projected_grids(patches)
-    grids = model._to_grid(patches, model.config.grid_size)
-    pooled = patch_aggregation(grids, model.config.paa_scales)
-    weight = torch.stack([projection.weight for projection in model.segmentation_projections])
-    reference = torch.einsum("blsdhw,led->blsehw", pooled, weight)
-    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=0)
+    patches = torch.randn(2, model.config.grid_size**2, 64)
+    for position, projection in enumerate(model.segmentation_projections):
+        fast = model._patch_grids(patches, position)
+        pooled = patch_aggregation(model._to_grid(patches, model.config.grid_size), model.config.paa_scales)
+        reference = torch.einsum("bsdhw,ed->bsehw", pooled, projection.weight)
+        torch.testing.assert_close(fast, reference, atol=1e-5, rtol=0)
 
 
 def test_the_leaky_relu_variant_pools_before_projecting():
     model = MoECLIPModel(tiny_config(segmentation_leaky_relu=True))
-    patches = torch.randn(1, 2, model.config.grid_size**2, 64)
+    patches = torch.randn(1, model.config.grid_size**2, 64)
     pooled = patch_aggregation(model._to_grid(patches, model.config.grid_size), model.config.paa_scales)
-    weight = torch.stack([projection.weight for projection in model.segmentation_projections])
-    expected = F.leaky_relu(torch.einsum("blsdhw,led->blshwe", pooled, weight)).permute(0, 1, 2, 5, 3, 4)
-    torch.testing.assert_close(model._projected_grids(patches), expected)
+    weight = model.segmentation_projections[1].weight
+    expected = F.leaky_relu(torch.einsum("bsdhw,ed->bshwe", pooled, weight)).permute(0, 1, 4, 2, 3)
+    torch.testing.assert_close(model._patch_grids(patches, 1), expected)
 
 
 def test_save_and_load_restore_identical_outputs_and_fofs_matrices(tiny, tmp_path):

@@ -100,9 +100,12 @@ def patch_logits(patch_embeddings: Tensor, text_embeddings: Tensor, logit_scale:
             f"`patch_embeddings` of shape {tuple(patch_embeddings.shape)}, got {tuple(text_embeddings.shape)}."
         )
     height, width = patch_embeddings.shape[-2:]
-    patches = F.normalize(patch_embeddings, dim=-3).reshape(batch_size, -1, embed_dim, height * width)
-    cosines = torch.matmul(text_embeddings.unsqueeze(1), patches)
-    return (logit_scale * cosines).reshape(*patch_embeddings.shape[:-3], 2, height, width)
+    patches = patch_embeddings.reshape(batch_size, -1, embed_dim, height * width)
+    # cos = <v, t> / |v| for unit t: dividing the (small) dot products by the norms, rather than normalising the
+    # (large) features first, saves a copy of the features; the clamp is F.normalize's.
+    dots = torch.matmul(text_embeddings.unsqueeze(1), patches)
+    norms = torch.linalg.vector_norm(patches, dim=-2, keepdim=True).clamp_min(1e-12)
+    return (dots * (logit_scale / norms)).reshape(*patch_embeddings.shape[:-3], 2, height, width)
 
 
 def training_probabilities(logits: Tensor, image_size: int | tuple[int, int]) -> Tensor:
@@ -236,7 +239,7 @@ def probability_anomaly_map(
     _check_logits(logits, ndim=5)
     normal, anomalous = logits.unbind(dim=2)
     blurred = gaussian_blur(anomalous - normal, kernel_size, sigma)
-    return _upsample(blurred, _image_size_pair(image_size)).sigmoid().mean(dim=1)
+    return _upsample(blurred, _image_size_pair(image_size)).sigmoid_().mean(dim=1)
 
 
 def fuse_image_score(map_max: Tensor, image_score: Tensor, map_weight: float) -> Tensor:

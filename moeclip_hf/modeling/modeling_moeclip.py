@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +22,7 @@ from .maps import (
     probability_anomaly_map,
     training_probabilities,
 )
-from .moe_lora import MoELoraLayer, MoELoraModel
+from .moe_lora import MoELayerOutput, MoELoraLayer, MoELoraModel
 
 _ENCODER_LAYER_PREFIX = re.compile(r"^encoder\.layers\.(\d+)\.")
 
@@ -208,48 +209,54 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
 
     # --------------------------------------------------------------------------------------------------- vision
 
-    def _run_vision_tower(self, pixel_values: torch.Tensor, return_routing: bool):
-        """Run the tower layer by layer and hand over the post-MoE states of the feature layers.
+    def _vision_layers(self, pixel_values: torch.Tensor, last_index: int) -> Iterator[tuple[int, torch.Tensor, MoELayerOutput | None]]:
+        """Run the tower layer by layer up to `last_index` (0-based), yielding each layer's output states.
 
-        The states are read from the layers' own outputs, not from `output_hidden_states`, whose hooks sit
-        on the wrapped (pre-MoE) encoder layers in transformers 5.
+        The states are the layers' own outputs, post-MoE where a layer carries one, not what
+        `output_hidden_states` records: in transformers 5 its hooks sit on the wrapped (pre-MoE) layers.
         """
         tower = self.vision_model
         hidden = tower.pre_layrnorm(tower.embeddings(pixel_values))
-        wanted = {layer - 1 for layer in self.config.feature_layers}
-        last_needed = max(wanted)
-        if self.training or return_routing:
-            last_needed = max(last_needed, max(self.config.moe["layers"]) - 1)
-        features, moe_outputs = [], []
-        for index, layer in enumerate(tower.encoder.layers[: last_needed + 1]):
+        for index, layer in enumerate(tower.encoder.layers[: last_index + 1]):
+            moe_output = None
             if isinstance(layer, MoELoraLayer):
-                output = layer.forward_with_aux(hidden, None)
-                hidden = output.hidden_states
-                moe_outputs.append(output)
+                moe_output = layer.forward_with_aux(hidden, None)
+                hidden = moe_output.hidden_states
             else:
                 hidden = layer(hidden, None)
+            yield index, hidden, moe_output
+
+    def _last_layer_needed(self, return_routing: bool) -> int:
+        """The deepest layer a forward must run: the last feature layer, or the last MoE layer when its
+        losses (training) or routing are wanted."""
+        last = self.config.feature_layers[-1]
+        if self.training or return_routing:
+            last = max(last, max(self.config.moe["layers"]))
+        return last - 1
+
+    def _run_vision_tower(self, pixel_values: torch.Tensor, return_routing: bool = False) -> tuple[torch.Tensor, list[MoELayerOutput]]:
+        """The post-MoE token states of the feature layers, stacked (B, L, N, d), and the MoE layers' outputs."""
+        wanted = {layer - 1 for layer in self.config.feature_layers}
+        states, moe_outputs = [], []
+        for index, hidden, moe_output in self._vision_layers(pixel_values, self._last_layer_needed(return_routing)):
+            if moe_output is not None:
+                moe_outputs.append(moe_output)
             if index in wanted:
-                features.append(hidden)
-        return torch.stack(features, dim=1), moe_outputs
+                states.append(hidden)
+        return torch.stack(states, dim=1), moe_outputs
 
-    def _patch_features(self, layer_states: torch.Tensor) -> torch.Tensor:
-        """(B, L, N, d) token states -> (B, L, P, d) patches after CLIP's post layer norm, CLS dropped."""
-        return self.vision_model.post_layernorm(layer_states)[:, :, 1:, :]
+    def _patch_grids(self, patches: torch.Tensor, position: int) -> torch.Tensor:
+        """(B, P, d) patches of feature layer `position` -> (B, S, e, g, g): its segmentation projection and PAA.
 
-    def _projected_grids(self, patches: torch.Tensor) -> torch.Tensor:
-        """(B, L, P, d) patches -> (B, L, S, e, g, g): segmentation projection per layer and PAA per scale.
-
-        Without the LeakyReLU variant the projection is linear and commutes with the PAA average, so each
+        Without the LeakyReLU variant the projection is linear and commutes with the PAA average, so the
         layer is projected once and the projected maps are pooled (exactly equal, cheaper).
         """
-        grid = self.config.grid_size
-        weight = torch.stack([projection.weight for projection in self.segmentation_projections])
+        projection = self.segmentation_projections[position]
+        grid, scales = self.config.grid_size, self.config.paa_scales
         if self.config.segmentation_leaky_relu:
-            pooled = patch_aggregation(self._to_grid(patches, grid), self.config.paa_scales)
-            projected = torch.einsum("blsdhw,led->blsehw", pooled, weight.to(pooled.dtype))
-            return F.leaky_relu(projected.permute(0, 1, 2, 4, 5, 3)).permute(0, 1, 2, 5, 3, 4)
-        projected = torch.einsum("blpd,led->blpe", patches, weight.to(patches.dtype))
-        return patch_aggregation(self._to_grid(projected, grid), self.config.paa_scales)
+            pooled = patch_aggregation(self._to_grid(patches, grid), scales)
+            return F.leaky_relu(projection(pooled.movedim(-3, -1))).movedim(-1, -3)
+        return patch_aggregation(self._to_grid(projection(patches), grid), scales)
 
     @staticmethod
     def _to_grid(tokens: torch.Tensor, grid: int) -> torch.Tensor:
@@ -302,11 +309,19 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
                 f"text_embeds must have shape (batch, 2, {self.config.projection_dim}); got {tuple(text_embeds.shape)}."
             )
 
-        layer_states, moe_outputs = self._run_vision_tower(pixel_values, return_routing)
-        patches = self._patch_features(layer_states)
-        grids = self._projected_grids(patches)
-        logits = patch_logits(grids, text_embeds.to(grids.dtype), self.config.logit_scale)
-        image_embedding = self._image_embedding(patches[:, -1])
+        # Each feature layer is turned into its (small) logits as soon as the tower produces it, so no
+        # stack of full token states or feature maps is held while the deeper layers run.
+        positions = {layer - 1: position for position, layer in enumerate(self.config.feature_layers)}
+        text = text_embeds.to(pixel_values.dtype)
+        layer_logits, moe_outputs, patches = [], [], None
+        for index, hidden, moe_output in self._vision_layers(pixel_values, self._last_layer_needed(return_routing)):
+            if moe_output is not None:
+                moe_outputs.append(moe_output)
+            if index in positions:
+                patches = self.vision_model.post_layernorm(hidden[:, 1:])
+                layer_logits.append(patch_logits(self._patch_grids(patches, positions[index]), text, self.config.logit_scale))
+        logits = torch.stack(layer_logits, dim=1)
+        image_embedding = self._image_embedding(patches)
         image_logits = torch.einsum("be,bce->bc", F.normalize(image_embedding, dim=-1), text_embeds.to(image_embedding.dtype))
 
         flat_logits = logits.flatten(1, 2)
