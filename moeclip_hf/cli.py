@@ -20,6 +20,8 @@ examples:
   moeclip demo                                      train + evaluate a tiny model on synthetic data, offline
   moeclip detect --model DIR part.png --class-name "metal nut" --output out/
   moeclip evaluate --model DIR --dataset mvtec --data-root /data/mvtec --output results/
+  moeclip explain --model DIR part.png --class-name "metal nut" --output explain/
+  moeclip export --model DIR --output hub-folder/
 """
 
 
@@ -51,7 +53,100 @@ def run_detect(args: argparse.Namespace) -> int:
     return 0
 
 
-PARSERS: list[Callable] = [add_detect_parser]
+def add_export_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write the Hub repository folder (or push it)",
+        description="Write what would be pushed to the Hub: safetensors weights, config, processor, model card, "
+        "remote code, Inference Endpoints handler.py and requirements.txt. With --push, upload it.",
+    )
+    parser.add_argument("--model", required=True, help="a saved MoECLIP model folder")
+    parser.add_argument("--output", type=Path, required=True, help="folder to write")
+    parser.add_argument("--results", help="a results JSON (or folder) written by `moeclip evaluate`, for the model card")
+    parser.add_argument("--repo-id", help="the Hub repository id the card should name")
+    parser.add_argument("--push", action="store_true", help="also upload to --repo-id (needs a Hub token)")
+    parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
+    parser.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .hub import export_model, push_to_hub
+
+    folder = export_model(args.model, args.output, results=args.results, repo_id=args.repo_id)
+    print(f"exported to {folder}")
+    if args.push:
+        if not args.repo_id:
+            raise ValueError("--push needs --repo-id")
+        print(push_to_hub(args.model, args.repo_id, results=args.results, private=args.private))
+    return 0
+
+
+def add_explain_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "explain",
+        help="routing maps and per-layer anomaly maps of one image",
+        description="For each MoE layer, which patches chose which expert (top-1, top-2) with the mean routing "
+        "weight; the anomaly map of every (layer, PAA scale) and the final one; as PNGs and a report.md.",
+    )
+    parser.add_argument("image", type=Path, help="the image to explain")
+    parser.add_argument("--model", required=True, help="a saved MoECLIP model folder or Hub id")
+    parser.add_argument("--class-name", required=True, help="what the image shows, in free text")
+    parser.add_argument("--output", type=Path, default=Path("moeclip-explain"), help="folder for the figures and report")
+    parser.add_argument("--domain", choices=("industrial", "medical"), default=None, help="blur and score fusion (default: the model's)")
+    parser.set_defaults(run=run_explain)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from .analysis import explain_image
+
+    model, processor = _load_model(args.model)
+    print(f"report: {explain_image(model, processor, args.image, args.class_name, args.output, domain=args.domain)}")
+    return 0
+
+
+def add_analyze_parser(subparsers) -> None:
+    from .data import list_benchmarks
+
+    parser = subparsers.add_parser(
+        "analyze",
+        help="expert utilisation, similarity and patch statistics over a dataset",
+        description="Per MoE layer: the share of top-k assignments per expert, the inter-expert cosine similarity, "
+        "and the gradient / standard deviation / entropy of the patches each expert wins; PNG, CSV and a report.",
+    )
+    parser.add_argument("--model", required=True, help="a saved MoECLIP model folder or Hub id")
+    parser.add_argument("--dataset", required=True, choices=list_benchmarks(), help="benchmark layout of --data-root")
+    parser.add_argument("--data-root", required=True, type=Path, help="the dataset's root folder")
+    parser.add_argument("--meta-file", help="for --dataset jsonl: the JSON-lines file")
+    parser.add_argument("--classes", nargs="+", help="only these classes")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-images", type=int, help="analyse at most this many images")
+    parser.add_argument("--output", type=Path, default=Path("moeclip-analysis"), help="folder for figures and tables")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run_analyze)
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    from .analysis import analyze_dataset
+    from .data import load_benchmark
+
+    model, processor = _load_model(args.model)
+    dataset = load_benchmark(args.dataset, args.data_root, split=args.split, classes=args.classes, meta_file=args.meta_file)
+    analyze_dataset(
+        model, processor, dataset, args.output, batch_size=args.batch_size, max_images=args.max_images, progress=not args.quiet
+    )
+    print(f"report: {args.output / 'report.md'}")
+    return 0
+
+
+def _load_model(name_or_path: str):
+    from .modeling.modeling_moeclip import MoECLIPModel
+    from .modeling.processing_moeclip import MoECLIPProcessor
+
+    return MoECLIPModel.from_pretrained(name_or_path).eval(), MoECLIPProcessor.from_pretrained(name_or_path)
+
+
+PARSERS: list[Callable] = [add_detect_parser, add_explain_parser, add_export_parser, add_analyze_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
