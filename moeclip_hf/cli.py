@@ -53,6 +53,56 @@ def run_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_evaluate_parser(subparsers) -> None:
+    from .data import list_benchmarks
+    from .evaluation.runner import PROTOCOLS
+
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="per-class image and pixel AUROC / AP / AUPRO / F1-max tables",
+        description="Run a model over benchmark datasets and print per-class tables (Markdown) with the mean row "
+        "and, where METHOD.md has them, the paper's figures; write results.json, results.md and one CSV per dataset.",
+    )
+    parser.add_argument("--model", required=True, help="a saved MoECLIP model folder or Hub id")
+    parser.add_argument("--dataset", required=True, nargs="+", choices=list_benchmarks(), help="benchmark layout(s)")
+    parser.add_argument("--data-root", required=True, nargs="+", type=Path, help="one root per dataset (or one for all)")
+    parser.add_argument("--meta-file", help="for --dataset jsonl: the JSON-lines file")
+    parser.add_argument("--classes", nargs="+", help="only these classes")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="moeclip", help="moeclip: the released benchmark "
+                        "protocol (per-class min-max); probability: the single-image maps (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available)")
+    parser.add_argument("--output", type=Path, default=Path("moeclip-results"), help="folder for the tables")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import load_benchmark
+    from .evaluation.runner import evaluate_dataset, write_results
+
+    roots = args.data_root if len(args.data_root) == len(args.dataset) else args.data_root * len(args.dataset)
+    if len(roots) != len(args.dataset):
+        raise ValueError("--data-root takes one folder, or one per --dataset")
+    model, processor = _load_model(args.model)
+    model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    results = []
+    for name, root in zip(args.dataset, roots):
+        dataset = load_benchmark(name, root, classes=args.classes, image_size=model.config.image_size, meta_file=args.meta_file)
+        result = evaluate_dataset(
+            model, processor, dataset, name, protocol=args.protocol, batch_size=args.batch_size,
+            num_workers=args.num_workers, progress=not args.quiet,
+        )
+        print(f"\n## {name} ({args.protocol} protocol)\n\n{result.to_markdown()}")
+        results.append(result)
+    paths = write_results(results, args.output, model_name=str(args.model))
+    print("\nwritten: " + ", ".join(str(path) for path in paths.values()))
+    return 0
+
+
 def add_export_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
@@ -146,7 +196,7 @@ def _load_model(name_or_path: str):
     return MoECLIPModel.from_pretrained(name_or_path).eval(), MoECLIPProcessor.from_pretrained(name_or_path)
 
 
-PARSERS: list[Callable] = [add_detect_parser, add_explain_parser, add_export_parser, add_analyze_parser]
+PARSERS: list[Callable] = [add_detect_parser, add_evaluate_parser, add_explain_parser, add_analyze_parser, add_export_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

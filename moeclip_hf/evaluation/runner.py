@@ -1,0 +1,186 @@
+"""The benchmark runner: a model over a benchmark, class by class, into per-class tables.
+
+Two protocols (METHOD.md, "Outputs"):
+
+- `"moeclip"`, the released benchmark protocol: per (layer, scale) the map (z_A + 1 - z_N) / 2, blurred and
+  summed; the summed maps min-max normalised over all images of the class; image score
+  w * max(map) + (1 - w) * (cos_A + 1) / 2 with w = 0.5 (industrial) or 1 (medical). It uses test-set
+  statistics, so it serves benchmark numbers only.
+- `"probability"`, the single-image definition the pipeline and CLI use: the model's own `anomaly_map`
+  (in [0, 1]) and `anomaly_score`, which need no other image.
+
+The released code's best-epoch-on-test selection is deliberately not offered.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from ..modeling.maps import image_anomaly_score, protocol_anomaly_map
+from ..modeling.modeling_moeclip import MoECLIPModel
+from ..modeling.processing_moeclip import MoECLIPProcessor
+from .accumulator import METRIC_NAMES, ClassMetricAccumulator
+
+PROTOCOLS = ("moeclip", "probability")
+
+#: Paper Tab. 1 (MoECLIP, ViT-L/14-336 at 518 px, trained on VisA / MVTec-AD), in percent.
+PAPER_REFERENCE: dict[str, dict[str, float]] = {
+    "mvtec": {"image_auroc": 93.9, "image_ap": 96.8, "pixel_auroc": 92.5, "pixel_ap": 45.7},
+    "visa": {"image_auroc": 83.6, "image_ap": 86.2, "pixel_auroc": 95.6, "pixel_ap": 26.1},
+}
+
+#: Columns of the printed and written tables.
+TABLE_METRICS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_aupro", "pixel_f1_max")
+
+
+@dataclass
+class BenchmarkResult:
+    """Per-class metrics of one dataset and their mean over classes (fractions in [0, 1], None = not defined)."""
+
+    dataset: str
+    protocol: str
+    classes: dict[str, dict[str, float | None]]
+    mean: dict[str, float | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mean = mean_over_classes(self.classes.values())
+
+    def rows(self) -> list[tuple[str, dict[str, float | None]]]:
+        """(class, metrics) rows followed by the mean row."""
+        return [*self.classes.items(), ("mean", self.mean)]
+
+    def to_markdown(self) -> str:
+        """The per-class table in percent, with the paper's figures under the mean where METHOD.md has them."""
+        header = "| class | " + " | ".join(TABLE_METRICS) + " |"
+        lines = [header, "|" + "---|" * (len(TABLE_METRICS) + 1)]
+        for name, metrics in self.rows():
+            cells = [_percent(metrics.get(metric)) for metric in TABLE_METRICS]
+            label = f"**{name}**" if name == "mean" else name
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        reference = PAPER_REFERENCE.get(self.dataset)
+        if reference:
+            cells = [f"{reference[metric]:.1f}" if metric in reference else "" for metric in TABLE_METRICS]
+            lines.append("| paper (Tab. 1) | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"protocol": self.protocol, "classes": self.classes, "mean": self.mean}
+
+
+def mean_over_classes(per_class: Iterable[dict[str, float | None]]) -> dict[str, float | None]:
+    """Mean of each metric over the classes where it is defined (None where no class defines it)."""
+    per_class = list(per_class)
+    mean: dict[str, float | None] = {}
+    for metric in METRIC_NAMES:
+        values = [metrics[metric] for metrics in per_class if metrics.get(metric) is not None]
+        mean[metric] = sum(values) / len(values) if values else None
+    return mean
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _collate(rows: list[dict]) -> dict[str, torch.Tensor]:
+    return {
+        "pixel_values": torch.stack([row["pixel_values"] for row in rows]),
+        "mask": torch.stack([row["mask"] for row in rows]),
+        "label": torch.tensor([int(row["label"]) for row in rows]),
+    }
+
+
+def class_indices(dataset: Dataset) -> dict[str, list[int]]:
+    """Row indices per class, read from the Arrow column (no image is decoded)."""
+    groups: dict[str, list[int]] = {}
+    for index, name in enumerate(dataset.data.column("class_name").to_pylist()):
+        groups.setdefault(name, []).append(index)
+    return groups
+
+
+@torch.no_grad()
+def evaluate_dataset(
+    model: MoECLIPModel,
+    processor: MoECLIPProcessor,
+    dataset: Dataset,
+    dataset_name: str,
+    protocol: str = "moeclip",
+    batch_size: int = 8,
+    domain: str | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> BenchmarkResult:
+    """Run `model` over a benchmark dataset (from `load_benchmark(..., image_size=model.config.image_size)`).
+
+    Classes are accumulated batch by batch (`ClassMetricAccumulator`); each class's prompts are encoded once.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}.")
+    if len(dataset) == 0:
+        raise ValueError(f"dataset {dataset_name!r} has no images to evaluate.")
+    if domain is None:
+        domains = set(dataset.data.column("domain").to_pylist())
+        domain = domains.pop() if len(domains) == 1 else model.config.domain
+    model.eval()
+    device = next(model.parameters()).device
+    config = model.config
+    size = config.image_size
+    kernel, sigma = config.blur_kernel_sizes[domain], config.blur_sigmas[domain]
+    groups = class_indices(dataset)
+    bar = tqdm(total=len(dataset), desc=f"{dataset_name} ({protocol})", unit="img", disable=not progress)
+    results: dict[str, dict[str, float | None]] = {}
+    for class_name, indices in groups.items():
+        prompts = processor.tokenize_prompts([class_name], dataset=dataset_name)
+        text = model.encode_prompts(prompts["prompt_input_ids"].to(device), prompts["prompt_attention_mask"].to(device))
+        accumulator = ClassMetricAccumulator(expected_num_images=len(indices))
+        loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, collate_fn=_collate, num_workers=num_workers)
+        for batch in loader:
+            pixel_values = batch["pixel_values"].to(device)
+            out = model(pixel_values=pixel_values, text_embeds=text.expand(pixel_values.shape[0], -1, -1), domain=domain)
+            if protocol == "moeclip":
+                maps = protocol_anomaly_map(out.patch_logits.flatten(1, 2).float(), size, kernel, sigma)
+                scores = image_anomaly_score(out.image_logits.float())
+            else:
+                maps, scores = out.anomaly_map.float(), out.anomaly_score.float()
+            accumulator.update(scores.cpu(), batch["label"], maps.cpu(), batch["mask"][:, 0] > 0.5)
+            bar.update(pixel_values.shape[0])
+        if protocol == "moeclip":
+            results[class_name] = accumulator.compute(normalize_maps=True, score_fusion_weight=config.score_fusion_weights[domain])
+        else:
+            results[class_name] = accumulator.compute()
+    bar.close()
+    return BenchmarkResult(dataset_name, protocol, results)
+
+
+def write_results(results: list[BenchmarkResult], output_dir: str | Path, model_name: str = "") -> dict[str, Path]:
+    """Write `results.json` (all datasets), one CSV per dataset and `results.md`; return their paths."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    payload = {"model": model_name, "datasets": {result.dataset: result.to_dict() for result in results}}
+    paths["json"] = output_dir / "results.json"
+    paths["json"].write_text(json.dumps(payload, indent=2))
+    for result in results:
+        csv_path = output_dir / f"results_{result.dataset}.csv"
+        with csv_path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["class", *TABLE_METRICS])
+            for name, metrics in result.rows():
+                writer.writerow([name, *("" if metrics.get(metric) is None else f"{metrics[metric]:.6f}" for metric in TABLE_METRICS)])
+        paths[f"csv_{result.dataset}"] = csv_path
+    paths["markdown"] = output_dir / "results.md"
+    paths["markdown"].write_text(
+        "\n\n".join(f"## {result.dataset} ({result.protocol} protocol)\n\n{result.to_markdown()}" for result in results) + "\n"
+    )
+    return paths
+
+
+__all__ = ["PAPER_REFERENCE", "PROTOCOLS", "BenchmarkResult", "class_indices", "evaluate_dataset", "mean_over_classes", "write_results"]
