@@ -163,6 +163,8 @@ def test_save_and_load_restore_identical_outputs_and_fofs_matrices(tiny, tmp_pat
     config_file.write_text(json.dumps(saved))
     reloaded = MoECLIPModel.from_pretrained(tmp_path).eval()
     assert reloaded.config.moe["fofs_seed"] == 1234
+    trainable = {name for name, p in reloaded.named_parameters() if p.requires_grad}
+    assert trainable == {name for name, p in model.named_parameters() if p.requires_grad}
     for before, after in zip(model.moe_layers(), reloaded.moe_layers()):
         assert torch.equal(before.moe_fofs_A["default"], after.moe_fofs_A["default"])
     reprocessor = MoECLIPProcessor.from_pretrained(tmp_path)

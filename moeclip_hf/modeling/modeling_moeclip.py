@@ -140,6 +140,17 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
         self.post_init()
         self.freeze_clip()
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs) -> "MoECLIPModel":
+        """Load a saved MoECLIP model (safetensors); CLIP stays frozen, as after `__init__`.
+
+        transformers materialises loaded weights as new parameters, which are trainable by default,
+        so the freeze is applied again here.
+        """
+        model = super().from_pretrained(*args, **kwargs)
+        model.freeze_clip()
+        return model
+
     def _mark_moe_initialised(self) -> None:
         """The MoE layers initialise themselves (zero router, zero B, drawn FOFS): keep transformers' generic
         initialisation of the nested CLIP tower from re-drawing them."""
