@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .serve import add_serve_parser
+
 DESCRIPTION = """\
 MoECLIP zero-shot anomaly detection (CVPR 2026) on transformers.
 
@@ -22,6 +24,7 @@ examples:
   moeclip evaluate --model DIR --dataset mvtec --data-root /data/mvtec --output results/
   moeclip explain --model DIR part.png --class-name "metal nut" --output explain/
   moeclip export --model DIR --output hub-folder/
+  moeclip serve --model DIR                         web app on http://127.0.0.1:7860 (pip install "moeclip-hf[app]")
 """
 
 
@@ -196,7 +199,14 @@ def _load_model(name_or_path: str):
     return MoECLIPModel.from_pretrained(name_or_path).eval(), MoECLIPProcessor.from_pretrained(name_or_path)
 
 
-PARSERS: list[Callable] = [add_detect_parser, add_evaluate_parser, add_explain_parser, add_analyze_parser, add_export_parser]
+PARSERS: list[Callable] = [
+    add_detect_parser,
+    add_evaluate_parser,
+    add_explain_parser,
+    add_analyze_parser,
+    add_export_parser,
+    add_serve_parser,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -344,6 +344,7 @@ def export_model(
     _save_weights_and_processor(model, processor, output_dir)
     code_paths = _save_remote_code(output_dir)
     _save_endpoint_files(output_dir, code_paths)
+    (output_dir / "app.py").write_text(_template("space_app.py"), encoding="utf-8")
     (output_dir / "README.md").write_text(render_model_card(model.config, results, repo_id), encoding="utf-8")
     return output_dir
 

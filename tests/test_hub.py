@@ -167,7 +167,7 @@ def test_export_writes_a_complete_hub_repository(exported):
     names = {path.name for path in exported.iterdir()}
     expected = {
         "model.safetensors", "config.json", "processor_config.json", "preprocessor_config.json",
-        "tokenizer_config.json", "README.md", "handler.py", "requirements.txt", f"{ENTRY_MODULE}.py",
+        "tokenizer_config.json", "README.md", "handler.py", "requirements.txt", "app.py", f"{ENTRY_MODULE}.py",
     }
     assert expected <= names
     assert set(remote_code_files()) <= names
