@@ -28,6 +28,38 @@ examples:
 """
 
 
+def add_demo_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="train and evaluate a small model on generated data, offline",
+        description="Generate a procedural benchmark (seen and unseen categories), evaluate the embedded small "
+        "model, train it on the seen categories with the train.py code, evaluate again with the moeclip evaluate "
+        "code, and write metrics.json, tables, overlays and report.md. Its backbone is not pretrained.",
+    )
+    parser.add_argument("--output", type=Path, default=Path("moeclip-demo"), help="folder for data, model and report")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default %(default)s: see DemoSettings)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--images-per-category", type=int, default=None, help="generated images per category and split")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .demo import LIMITATION, DemoSettings, metrics_table, run_demo
+
+    settings = DemoSettings(output_dir=args.output, seed=args.seed, progress=not args.quiet)
+    if args.steps is not None:
+        settings = replace(settings, steps=args.steps)
+    if args.images_per_category is not None:
+        settings = replace(settings, images_per_category=args.images_per_category)
+    result = run_demo(settings)
+    print("\n" + metrics_table(result.metrics) + "\n\n" + LIMITATION)
+    print(f"\nreport: {result.report_path}\ntrained model: {result.model_path}")
+    return 0
+
+
 def add_detect_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "detect",
@@ -200,6 +232,7 @@ def _load_model(name_or_path: str):
 
 
 PARSERS: list[Callable] = [
+    add_demo_parser,
     add_detect_parser,
     add_evaluate_parser,
     add_explain_parser,

@@ -84,9 +84,20 @@ def tiny_config(**overrides: Any) -> MoECLIPConfig:
     return MoECLIPConfig(vision_config=vision, text_config=text, **{**defaults, **overrides})
 
 
+def demo_config(image_size: int = 128, **overrides: Any) -> MoECLIPConfig:
+    """The embedded default of `moeclip demo`: 6 layers of width 128, patch 8, MoE and features at layers 2, 4, 6.
+
+    Small enough to train in a minute or two on 2 CPU cores; like every config here it is not pretrained.
+    """
+    vision = {"num_hidden_layers": 6, "hidden_size": 128, "intermediate_size": 512, "num_attention_heads": 4,
+              "patch_size": 8, "image_size": image_size, **overrides.pop("vision", {})}
+    defaults = {"feature_layers": [2, 4, 6], "moe": {"layers": [2, 4, 6], "r": 8}, "image_size": image_size}
+    return tiny_config(vision=vision, **{**defaults, **overrides})
+
+
 def tiny_processor(image_size: int = 64) -> MoECLIPProcessor:
     """A working processor for the tiny models: CLIP preprocessing at `image_size` and the tiny tokenizer."""
     return MoECLIPProcessor(image_processor=clip_image_processor(image_size), tokenizer=tiny_tokenizer())
 
 
-__all__ = ["byte_to_unicode", "tiny_config", "tiny_processor", "tiny_tokenizer"]
+__all__ = ["byte_to_unicode", "demo_config", "tiny_config", "tiny_processor", "tiny_tokenizer"]
