@@ -65,6 +65,13 @@ class DemoSettings:
     overlays: int = 4
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        self.output_dir = Path(self.output_dir)
+        if self.steps < 1 or self.images_per_category < 2 or self.batch_size < 1:
+            raise ValueError("the demo needs steps >= 1, images_per_category >= 2 and batch_size >= 1.")
+        if set(self.seen) & set(self.unseen):
+            raise ValueError(f"seen and unseen categories must be disjoint; both hold {sorted(set(self.seen) & set(self.unseen))}.")
+
 
 @dataclass
 class DemoResult:
