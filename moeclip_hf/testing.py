@@ -7,11 +7,14 @@ Nothing here downloads anything. The tiny tokenizer is a real `CLIPTokenizer` ov
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import CLIPTokenizer
 
 from .configuration import MoECLIPConfig
+from .modeling.modeling_moeclip import MoECLIPModel
 from .modeling.processing_moeclip import MoECLIPProcessor, clip_image_processor
 
 BOS_TOKEN = "<|startoftext|>"
@@ -100,4 +103,35 @@ def tiny_processor(image_size: int = 64) -> MoECLIPProcessor:
     return MoECLIPProcessor(image_processor=clip_image_processor(image_size), tokenizer=tiny_tokenizer())
 
 
-__all__ = ["byte_to_unicode", "demo_config", "tiny_config", "tiny_processor", "tiny_tokenizer"]
+def randomize_moe(model: MoECLIPModel, seed: int = 0, expert_std: float = 0.1) -> MoECLIPModel:
+    """Random routers and non-zero experts in every MoE layer, as after training, and evaluation mode.
+
+    A fresh model routes uniformly (zero router) and its experts add nothing (zero B); tests of routing,
+    maps and saving want both to be exercised.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.moe_layers():
+            router, experts = layer.moe_router["default"].weight, layer.moe_lora_B["default"]
+            router.copy_(torch.randn(router.shape, generator=generator))
+            experts.copy_(torch.randn(experts.shape, generator=generator) * expert_std)
+    return model.eval()
+
+
+def save_tiny_model(folder: str | Path, seed: int = 0) -> Path:
+    """Save a tiny model (random routing, see `randomize_moe`) with its processor; return the folder."""
+    torch.manual_seed(seed)
+    randomize_moe(MoECLIPModel(tiny_config()), seed).save_pretrained(folder)
+    tiny_processor().save_pretrained(folder)
+    return Path(folder)
+
+
+__all__ = [
+    "byte_to_unicode",
+    "demo_config",
+    "randomize_moe",
+    "save_tiny_model",
+    "tiny_config",
+    "tiny_processor",
+    "tiny_tokenizer",
+]

@@ -28,7 +28,7 @@ from moeclip_hf.analysis import (
     selection_maps,
 )
 from moeclip_hf.data import generate, load_benchmark, normalize_pixels
-from moeclip_hf.testing import tiny_config, tiny_processor
+from moeclip_hf.testing import randomize_moe, tiny_config, tiny_processor
 
 # ----------------------------------------------------------------------------------------------- fixtures
 
@@ -37,12 +37,7 @@ from moeclip_hf.testing import tiny_config, tiny_processor
 def model() -> MoECLIPModel:
     """A tiny model whose routers and experts are random, so routing is neither uniform nor a no-op."""
     torch.manual_seed(0)
-    model = MoECLIPModel(tiny_config())
-    with torch.no_grad():
-        for layer in model.moe_layers():
-            torch.nn.init.normal_(layer.moe_router["default"].weight)
-            torch.nn.init.normal_(layer.moe_lora_B["default"], std=0.1)
-    return model.eval()
+    return randomize_moe(MoECLIPModel(tiny_config()))
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageFile
 
 from moeclip_hf import MoECLIPModel, app, hub, serve
 from moeclip_hf.export_templates import space_app
-from moeclip_hf.testing import tiny_config, tiny_processor
+from moeclip_hf.testing import randomize_moe, tiny_config, tiny_processor
 from moeclip_hf.visualization import overlay
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -30,20 +29,10 @@ needs_gradio = pytest.mark.skipif(
 )
 
 
-def trained_like(model: MoECLIPModel) -> MoECLIPModel:
-    """Non-zero routers and experts, so that maps and scores vary between images."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for layer in model.moe_layers():
-            torch.nn.init.normal_(layer.moe_router["default"].weight)
-            torch.nn.init.normal_(layer.moe_lora_B["default"], std=0.1)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-moeclip")
-    trained_like(MoECLIPModel(tiny_config())).save_pretrained(folder)
+    randomize_moe(MoECLIPModel(tiny_config())).save_pretrained(folder)
     tiny_processor().save_pretrained(folder)
     return folder
 
@@ -390,7 +379,7 @@ def test_the_space_app_is_the_template_and_imports_nothing_from_the_package(tmp_
 
 @needs_gradio
 def test_the_space_app_runs_an_export_on_its_remote_code_without_the_package(tmp_path):
-    folder = hub.export_model(trained_like(MoECLIPModel(tiny_config())), tmp_path / "export", processor=tiny_processor())
+    folder = hub.export_model(randomize_moe(MoECLIPModel(tiny_config())), tmp_path / "export", processor=tiny_processor())
     app.write_space_app(folder)
     image_path = save(picture(), tmp_path / "part.png")
     script = tmp_path / "space_check.py"
@@ -413,7 +402,7 @@ def test_the_space_app_runs_an_export_on_its_remote_code_without_the_package(tmp
 
 
 def test_the_app_loads_an_exported_folder_with_the_packages_code(tmp_path):
-    folder = hub.export_model(trained_like(MoECLIPModel(tiny_config())), tmp_path / "export", processor=tiny_processor())
+    folder = hub.export_model(randomize_moe(MoECLIPModel(tiny_config())), tmp_path / "export", processor=tiny_processor())
     detector = app.load_detector(folder)
     assert type(detector).__module__ == "moeclip_hf.pipelines"
     assert type(detector.model).__module__.startswith("moeclip_hf.")

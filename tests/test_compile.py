@@ -3,15 +3,11 @@
 import torch
 
 from moeclip_hf import MoECLIPModel
-from moeclip_hf.testing import tiny_config
+from moeclip_hf.testing import randomize_moe, tiny_config
 
 
 def test_moe_layers_and_the_vision_tower_compile_without_graph_breaks():
-    torch.manual_seed(0)
-    model = MoECLIPModel(tiny_config()).eval()
-    for layer in model.moe_layers():
-        torch.nn.init.normal_(layer.moe_router["default"].weight)
-        torch.nn.init.normal_(layer.moe_lora_B["default"], std=0.1)
+    model = randomize_moe(MoECLIPModel(tiny_config()))
     hidden = torch.randn(2, model.config.grid_size**2 + 1, 64)
     pixel_values = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

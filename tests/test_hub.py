@@ -24,7 +24,7 @@ from moeclip_hf import hub
 from moeclip_hf.export_templates import handler
 from moeclip_hf.pipelines import TASK, ZeroShotAnomalyDetectionPipeline
 from moeclip_hf.remote_code import ENTRY_MODULE, flat_module_name, flatten_source, remote_code_files
-from moeclip_hf.testing import tiny_config, tiny_processor
+from moeclip_hf.testing import randomize_moe, tiny_config, tiny_processor
 
 REPO_ID = "org/moeclip-tiny"
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,16 +105,6 @@ REMOTE_SCRIPT = textwrap.dedent(
 )
 
 
-def trained_like(model: MoECLIPModel) -> MoECLIPModel:
-    """Non-zero routers and experts, so that the MoE layers change the features."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for layer in model.moe_layers():
-            torch.nn.init.normal_(layer.moe_router["default"].weight)
-            torch.nn.init.normal_(layer.moe_lora_B["default"], std=0.1)
-    return model.eval()
-
-
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -123,7 +113,7 @@ def png_bytes(image: Image.Image) -> bytes:
 
 @pytest.fixture(scope="module")
 def model():
-    return trained_like(MoECLIPModel(tiny_config()))
+    return randomize_moe(MoECLIPModel(tiny_config()))
 
 
 @pytest.fixture(scope="module")

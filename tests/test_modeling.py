@@ -13,7 +13,7 @@ from moeclip_hf.modeling.heads import patch_aggregation
 from moeclip_hf.modeling.maps import fuse_image_score, image_anomaly_score, probability_anomaly_map
 from moeclip_hf.modeling.modeling_moeclip import resize_position_embeddings
 from moeclip_hf.modeling.moe_lora import MoELoraLayer
-from moeclip_hf.testing import tiny_config, tiny_processor
+from moeclip_hf.testing import randomize_moe, tiny_config, tiny_processor
 
 
 def images(count: int, size=(40, 30)) -> list[Image.Image]:
@@ -23,19 +23,9 @@ def images(count: int, size=(40, 30)) -> list[Image.Image]:
     ]
 
 
-def trained_like(model: MoECLIPModel) -> MoECLIPModel:
-    """Give routers and experts non-zero weights so that routing and mixing are exercised."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for layer in model.moe_layers():
-            torch.nn.init.normal_(layer.moe_router["default"].weight)
-            torch.nn.init.normal_(layer.moe_lora_B["default"], std=0.1)
-    return model
-
-
 @pytest.fixture(scope="module")
 def tiny():
-    return trained_like(MoECLIPModel(tiny_config())).eval(), tiny_processor()
+    return randomize_moe(MoECLIPModel(tiny_config())).eval(), tiny_processor()
 
 
 GEOMETRIES = [
@@ -48,7 +38,7 @@ GEOMETRIES = [
 @pytest.mark.parametrize("batch", [1, 3])
 def test_outputs_have_the_documented_shapes_and_ranges(overrides, batch):
     config = tiny_config(**overrides)
-    model = trained_like(MoECLIPModel(config)).eval()
+    model = randomize_moe(MoECLIPModel(config)).eval()
     processor = tiny_processor(config.image_size)
     names = ["bottle", "brain scan", "metal_nut"][:batch]
     with torch.no_grad():

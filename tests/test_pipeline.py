@@ -8,22 +8,13 @@ from transformers import pipeline
 
 from moeclip_hf import MoECLIPModel
 from moeclip_hf.cli import main
-from moeclip_hf.testing import tiny_config, tiny_processor
+from moeclip_hf.testing import save_tiny_model, tiny_processor
 from moeclip_hf.visualization import contour, overlay
 
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-moeclip")
-    torch.manual_seed(0)
-    model = MoECLIPModel(tiny_config())
-    with torch.no_grad():
-        for layer in model.moe_layers():
-            torch.nn.init.normal_(layer.moe_router["default"].weight)
-            torch.nn.init.normal_(layer.moe_lora_B["default"], std=0.1)
-    model.save_pretrained(folder)
-    tiny_processor().save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-moeclip"))
 
 
 @pytest.fixture(scope="module")
