@@ -125,6 +125,7 @@ def train_demo_model(initial: Path, train_root: Path, settings: DemoSettings) ->
             save_steps=0,
             logging_steps=max(1, settings.steps // 10),
             report_to=["none"],
+            disable_tqdm=not settings.progress,
         ),
     )
     return result.model.eval()

@@ -276,6 +276,7 @@ class TrainingArguments:
     logging_steps: int = field(
         default=10, metadata={"help": "Log the loss parts and learning rate every this many optimiser steps."}
     )
+    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bar (logs still go to the trackers)."})
     report_to: list[str] = field(
         default_factory=lambda: ["auto"],
         metadata={

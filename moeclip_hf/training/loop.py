@@ -572,7 +572,10 @@ def train_until(
     checkpoints_dir = training_args.output_path / CHECKPOINTS_DIR
     checkpoint_path = None
     progress = tqdm(
-        total=total_steps, initial=state.global_step, desc="training", disable=not accelerator.is_main_process
+        total=total_steps,
+        initial=state.global_step,
+        desc="training",
+        disable=training_args.disable_tqdm or not accelerator.is_main_process,
     )
     meter = LossMeter()
     while state.global_step < total_steps:
