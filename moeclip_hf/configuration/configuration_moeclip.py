@@ -13,6 +13,19 @@ DOMAINS = ("industrial", "medical")
 _MOE_FIELDS = ("layers", "num_experts", "top_k", "r", "lora_alpha", "lora_dropout", "residual_weight", "eps", "use_fofs", "fofs_seed")
 #: Upper bound on a few sizes so that a hostile config.json fails validation before anything is allocated.
 _MAX_IMAGE_SIZE = 8192
+#: Upper bounds of the towers' sizes, far above any CLIP (ViT-bigG/14: width 1664, MLP 8192, 48 layers): a
+#: config.json asking for 10**9 layers would otherwise build a billion modules before any check could fail.
+_MAX_TOWER_SIZES = {
+    "hidden_size": 16384,
+    "intermediate_size": 65536,
+    "num_hidden_layers": 256,
+    "num_attention_heads": 256,
+    "patch_size": _MAX_IMAGE_SIZE,
+    "num_channels": 64,
+    "projection_dim": 16384,
+    "vocab_size": 1_000_000,
+    "max_position_embeddings": 65536,
+}
 
 
 def moe_kwargs(moe: MoELoraConfig | dict[str, Any] | None) -> dict[str, Any]:
@@ -128,6 +141,8 @@ class MoECLIPConfig(PreTrainedConfig):
         Run at construction (also from a config.json), before any weight is allocated.
         """
         vision = self.vision_config
+        for tower in ("vision_config", "text_config"):
+            _check_tower_sizes(tower, getattr(self, tower))
         if not 0 < self.image_size <= _MAX_IMAGE_SIZE:
             raise ValueError(f"MoECLIPConfig.image_size must be in (0, {_MAX_IMAGE_SIZE}]; got {self.image_size}.")
         if self.image_size % vision.patch_size:
@@ -188,6 +203,16 @@ class MoECLIPConfig(PreTrainedConfig):
     def projection_dim(self) -> int:
         """The text embedding size e, which the segmentation and image heads project to."""
         return self.text_config.projection_dim
+
+
+def _check_tower_sizes(tower: str, config: PreTrainedConfig) -> None:
+    """Every size field of a tower config is an integer in [1, its `_MAX_TOWER_SIZES` bound] (None: unset)."""
+    for name, maximum in _MAX_TOWER_SIZES.items():
+        value = getattr(config, name, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+            raise ValueError(f"MoECLIPConfig.{tower}.{name} must be an integer in [1, {maximum}]; got {value!r}.")
 
 
 _VIT_L14_336_VISION = {

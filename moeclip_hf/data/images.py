@@ -20,12 +20,12 @@ from typing import Any, TypeAlias
 import numpy as np
 from PIL import Image
 
+from ..modeling.image_conversion import to_rgb
+
 ImageSource: TypeAlias = str | os.PathLike | Image.Image | Mapping[str, Any]
 
 #: File suffixes the layouts treat as images (lower case).
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
-
-_WHITE = (255, 255, 255, 255)
 
 
 def source_name(source: ImageSource | None) -> str:
@@ -43,7 +43,9 @@ def open_image(source: ImageSource) -> Image.Image:
     """Decode `source` fully, as stored (no mode conversion).
 
     The whole file is read and decoded here, so a truncated or corrupt file fails now, with
-    ``ValueError("cannot read image <path>: ...")``, and not later inside a DataLoader worker.
+    ``ValueError("cannot read image <path>: ...")``, and not later inside a DataLoader worker. So do an
+    image without pixels and one of more than twice ``PIL.Image.MAX_IMAGE_PIXELS`` pixels, which PIL
+    refuses from its header, before decoding anything (between once and twice the limit it only warns).
     """
     name = source_name(source)
     try:
@@ -60,27 +62,9 @@ def open_image(source: ImageSource) -> Image.Image:
         raise FileNotFoundError(f"image not found: {name}") from error
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read image {name}: {error}") from error
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"cannot read image {name}: it is empty ({image.width}x{image.height} pixels)")
     return image
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB.
-
-    - 16-bit and 32-bit grayscale (``I;16*``, ``I``, ``F``) are stretched from the image's own minimum
-      and maximum to 0..255: medical scanners often fill only 10-12 of the 16 bits, so dividing by
-      65535 would give a near-black image and clipping at 255 would saturate it.
-    - Transparent images are composited onto white, as transformers' ``convert_to_rgb`` does, so the
-      data pipeline and the model's processor see the same pixels.
-    - Everything else (L, 1, P, CMYK, YCbCr, ...) uses PIL's own conversion.
-    """
-    if image.mode == "RGB":
-        return image
-    if image.mode.startswith("I") or image.mode == "F":
-        return _stretch_to_8bit(image).convert("RGB")
-    if image.has_transparency_data:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, _WHITE), rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 def binarize_mask(mask: Image.Image) -> Image.Image:
@@ -126,13 +110,3 @@ def read_pair(image_source: ImageSource, mask_source: ImageSource | None) -> tup
             f"{source_name(image_source)} is {image.size[0]}x{image.size[1]}"
         )
     return image, mask
-
-
-def _stretch_to_8bit(image: Image.Image) -> Image.Image:
-    values = np.asarray(image, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
-    if high <= low:
-        return Image.fromarray(np.zeros(values.shape, dtype=np.uint8))
-    scaled = (np.nan_to_num(values, nan=low, posinf=high, neginf=low) - low) * (255.0 / (high - low))
-    return Image.fromarray(np.round(scaled).astype(np.uint8))

@@ -144,9 +144,11 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
     def from_pretrained(cls, *args, **kwargs) -> "MoECLIPModel":
         """Load a saved MoECLIP model (safetensors); CLIP stays frozen, as after `__init__`.
 
-        transformers materialises loaded weights as new parameters, which are trainable by default,
-        so the freeze is applied again here.
+        Only safetensors weights are read unless `use_safetensors=False` is passed: a folder holding just a
+        pickled `pytorch_model.bin` is refused rather than unpickled. transformers materialises loaded
+        weights as new parameters, which are trainable by default, so the freeze is applied again here.
         """
+        kwargs.setdefault("use_safetensors", True)
         model = super().from_pretrained(*args, **kwargs)
         model.freeze_clip()
         return model
@@ -180,6 +182,16 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
         """
         if prompt_input_ids.dim() != 3:
             raise ValueError(f"prompt_input_ids must have shape (batch, prompts, length); got {tuple(prompt_input_ids.shape)}.")
+        if prompt_input_ids.is_floating_point() or prompt_input_ids.is_complex() or prompt_input_ids.dtype == torch.bool:
+            raise ValueError(f"prompt_input_ids must hold integer token ids; got {prompt_input_ids.dtype}.")
+        vocab_size = self.config.text_config.vocab_size
+        if prompt_input_ids.numel() and not 0 <= int(prompt_input_ids.min()) <= int(prompt_input_ids.max()) < vocab_size:
+            raise ValueError(f"prompt_input_ids holds token ids outside the text tower's vocabulary [0, {vocab_size}).")
+        if prompt_attention_mask is not None and prompt_attention_mask.shape != prompt_input_ids.shape:
+            raise ValueError(
+                f"prompt_attention_mask has shape {tuple(prompt_attention_mask.shape)} but prompt_input_ids "
+                f"{tuple(prompt_input_ids.shape)}: they must match."
+            )
         num_prompts = prompt_input_ids.shape[1]
         if num_prompts <= self.config.num_normal_prompts:
             raise ValueError(
@@ -308,26 +320,41 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
             domain (`str`, *optional*): `"industrial"` or `"medical"`; defaults to `config.domain`.
         """
         self._check_pixel_values(pixel_values)
+        # Any floating dtype is accepted and cast to the tower's (a bf16 model takes the processor's float32).
+        pixel_values = pixel_values.to(self.vision_model.embeddings.patch_embedding.weight.dtype)
         domain = domain or self.config.domain
         if domain not in DOMAINS:
             raise ValueError(f"domain must be one of {DOMAINS}; got {domain!r}.")
         if text_embeds is None:
             if prompt_input_ids is None:
                 raise ValueError("MoECLIPModel needs `prompt_input_ids` (from MoECLIPProcessor) or `text_embeds`.")
+            if prompt_input_ids.dim() == 3 and prompt_input_ids.shape[0] != pixel_values.shape[0]:
+                raise ValueError(
+                    f"prompt_input_ids holds prompts for {prompt_input_ids.shape[0]} images but pixel_values holds "
+                    f"{pixel_values.shape[0]}: give one prompt set per image."
+                )
             text_embeds = self.encode_prompts(prompt_input_ids, prompt_attention_mask)
         if text_embeds.shape != (pixel_values.shape[0], 2, self.config.projection_dim):
             raise ValueError(
                 f"text_embeds must have shape (batch, 2, {self.config.projection_dim}); got {tuple(text_embeds.shape)}."
             )
+        if not torch.isfinite(text_embeds).all():
+            raise ValueError("text_embeds contains NaN or inf.")
 
         # Each feature layer is turned into its (small) logits as soon as the tower produces it, so no
         # stack of full token states or feature maps is held while the deeper layers run.
         positions = {layer - 1: position for position, layer in enumerate(self.config.feature_layers)}
         text = text_embeds.to(pixel_values.dtype)
-        layer_logits, moe_outputs, patches = [], [], None
+        # Only the MoE layers' losses and routing are kept, not their hidden states, which would stay
+        # alive for the rest of the tower.
+        layer_logits, etf_losses, balance_losses, routing, patches = [], [], [], [], None
         for index, hidden, moe_output in self._vision_layers(pixel_values, self._last_layer_needed(return_routing)):
             if moe_output is not None:
-                moe_outputs.append(moe_output)
+                if moe_output.etf_loss is not None:
+                    etf_losses.append(moe_output.etf_loss)
+                    balance_losses.append(moe_output.balance_loss)
+                if return_routing:
+                    routing.append((moe_output.router_probs, moe_output.top_k_indices, moe_output.top_k_weights))
             if index in positions:
                 patches = self.vision_model.post_layernorm(hidden[:, 1:])
                 layer_logits.append(patch_logits(self._patch_grids(patches, positions[index]), text, self.config.logit_scale))
@@ -346,26 +373,26 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
         )
 
         etf = balance = None
-        if self.training and moe_outputs:
-            etf = torch.stack([output.etf_loss for output in moe_outputs]).sum()
-            balance = torch.stack([output.balance_loss for output in moe_outputs]).sum()
+        if etf_losses:
+            etf, balance = torch.stack(etf_losses).sum(), torch.stack(balance_losses).sum()
         loss = seg_loss = cls_loss = None
         if masks is not None or labels is not None:
             if masks is None or labels is None:
                 raise ValueError("The loss needs both `masks` and `labels`.")
+            if not torch.isfinite(masks).all():
+                raise ValueError("masks contains NaN or inf.")
+            if not ((labels == 0) | (labels == 1)).all():
+                raise ValueError(f"labels must be 0 (normal) or 1 (anomalous); got {labels.tolist()}.")
             seg_loss = segmentation_loss(training_probabilities(flat_logits.float(), size), masks.float())
             cls_loss = classification_loss(image_logits.float(), labels.long())
             loss = seg_loss + cls_loss
             if etf is not None:
                 loss = loss + self.config.etf_loss_weight * etf + self.config.balance_loss_weight * balance
 
-        routing = {}
+        routing_outputs = {}
         if return_routing:
-            routing = {
-                "router_probs": tuple(output.router_probs for output in moe_outputs),
-                "selected_experts": tuple(output.top_k_indices for output in moe_outputs),
-                "routing_weights": tuple(output.top_k_weights for output in moe_outputs),
-            }
+            probs, selected, weights = zip(*routing)
+            routing_outputs = {"router_probs": probs, "selected_experts": selected, "routing_weights": weights}
         return MoECLIPOutput(
             loss=loss,
             anomaly_map=anomaly_map,
@@ -377,15 +404,15 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
             classification_loss=cls_loss,
             etf_loss=etf,
             balance_loss=balance,
-            **routing,
+            **routing_outputs,
         )
 
     def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
         size = self.config.image_size
         if not torch.is_tensor(pixel_values) or not pixel_values.is_floating_point():
             raise ValueError("pixel_values must be a floating-point tensor (use MoECLIPProcessor).")
-        if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != (3, size, size):
-            raise ValueError(f"pixel_values must have shape (batch, 3, {size}, {size}); got {tuple(pixel_values.shape)}.")
+        if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != (3, size, size) or not pixel_values.shape[0]:
+            raise ValueError(f"pixel_values must have shape (batch, 3, {size}, {size}), batch >= 1; got {tuple(pixel_values.shape)}.")
         if not torch.isfinite(pixel_values).all():
             raise ValueError("pixel_values contains NaN or inf.")
 

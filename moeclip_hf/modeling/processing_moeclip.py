@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from PIL import Image
 from transformers import BatchFeature, CLIPImageProcessorPil, ProcessorMixin
 
+from .image_conversion import to_rgb
 from .prompts import describe, prompt_sentences
 
 #: CLIP's text context length; prompts are padded to the longest in a call and truncated here.
@@ -44,13 +46,19 @@ class MoECLIPProcessor(ProcessorMixin):
         """Preprocess `images` and tokenize the prompts of `class_names` (one per image, or one for all).
 
         Class names are turned into their benchmark description when known (`dataset` disambiguates),
-        otherwise used as written; an empty name falls back to "object".
+        otherwise used as written; an empty name falls back to "object". PIL images of any mode are first
+        converted to RGB as the data pipeline converts them (`moeclip_hf.modeling.image_conversion.to_rgb`: 16-bit
+        grayscale stretched by its own range, transparency composited onto white).
         """
         if images is None and class_names is None:
             raise ValueError("MoECLIPProcessor needs `images`, `class_names`, or both.")
         data = {}
         num_images = None
         if images is not None:
+            if isinstance(images, Image.Image):
+                images = to_rgb(images)
+            elif isinstance(images, (list, tuple)):
+                images = [to_rgb(image) if isinstance(image, Image.Image) else image for image in images]
             pixel_values = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
             data["pixel_values"] = pixel_values
             num_images = pixel_values.shape[0]
@@ -65,6 +73,8 @@ class MoECLIPProcessor(ProcessorMixin):
 
     def tokenize_prompts(self, class_names: Sequence[str], dataset: str | None = None) -> dict[str, torch.Tensor]:
         """Prompt ids (N, P, L) and mask for N class names; each set holds the normal then the abnormal sentences."""
+        if not class_names:
+            raise ValueError("class_names is empty: give one class name, or one per image.")
         for name in class_names:
             if not isinstance(name, str):
                 raise ValueError(f"class names must be strings; got {type(name).__name__}.")
