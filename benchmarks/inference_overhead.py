@@ -95,14 +95,13 @@ def cpu_working_memory(run) -> int:
 
 def working_memory(run, device: torch.device) -> int:
     """Peak working memory of one forward: peak during the call minus what was resident before it."""
-    with torch.no_grad():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()
-            run()
-            return torch.cuda.max_memory_allocated() - before
-        return cpu_working_memory(run)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        run()
+        return torch.cuda.max_memory_allocated() - before
+    return cpu_working_memory(run)
 
 
 def main() -> None:
@@ -131,7 +130,8 @@ def main() -> None:
             for name, run in runs.items():
                 times[name].append(timed(run, device))
     medians = {name: statistics.median(values) for name, values in times.items()}
-    memory = {name: working_memory(run, device) for name, run in runs.items()}
+    with torch.no_grad():
+        memory = {name: working_memory(run, device) for name, run in runs.items()}
 
     print(f"geometry {args.geometry}, batch {args.batch_size}, {args.dtype} on {device}, median of {args.repeats} alternated runs")
     print(f"{'model':<20}{'median time (s)':>18}{'working memory (MiB)':>24}")
