@@ -4,8 +4,8 @@
 
 Training runs exactly as `train.py` runs it, until the checkpoint of step STEP writes its optimizer state: half of
 that file's bytes reach the disk, READY_FILE is created and the process sleeps inside the write. At that moment the
-staging folder `checkpoints/.tmp-step-XXXXXXXX/` holds the model folder and the half-written file, and neither
-the manifest nor the published `step-XXXXXXXX/` exists. Nothing of the package is replaced: only Accelerate's
+staging folder `checkpoints/.tmp-step-NNNNNNNN/` holds the model folder and the half-written file, and neither
+the manifest nor the published `step-NNNNNNNN/` exists. Nothing of the package is replaced: only Accelerate's
 file writer is wrapped. The process computes with one thread, as the in-process runs of
 tests/test_interruption.py do, so that both run the same arithmetic.
 """

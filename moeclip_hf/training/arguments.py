@@ -223,7 +223,7 @@ class TrainingArguments:
 
     output_dir: str = field(
         metadata={
-            "help": "Run folder: training_args.json, checkpoints/step-XXXXXXXX/, final/ (the trained model and "
+            "help": "Run folder: training_args.json, checkpoints/step-NNNNNNNN/, final/ (the trained model and "
             "processor), logs/."
         }
     )

@@ -1,6 +1,6 @@
 """Checkpoints that are complete or absent, and resumption from the newest complete one.
 
-A checkpoint is the folder `checkpoints/step-XXXXXXXX/` of a run:
+A checkpoint is the folder `checkpoints/step-NNNNNNNN/` of a run:
 
 ```
 model/                  save_pretrained folder (config.json, model.safetensors) + the processor's files:
@@ -12,7 +12,7 @@ trainer_state.json      step, data position (epoch, batches consumed in it) and 
 manifest.json           written last: the step, and the size and SHA-256 of every other file
 ```
 
-Every process writes into a hidden `.tmp-step-XXXXXXXX/` folder; once all are done, the main process fsyncs
+Every process writes into a hidden `.tmp-step-NNNNNNNN/` folder; once all are done, the main process fsyncs
 the files, writes the manifest and renames the folder to its final name, an atomic step on POSIX file
 systems. A run killed mid-save therefore leaves a `.tmp-*` folder that is never taken for a checkpoint, and
 a checkpoint damaged later (a truncated copy, a full disk) fails its manifest check, so resumption falls back
@@ -88,7 +88,7 @@ class TrainerState:
 
 
 def checkpoint_folder(checkpoints_dir: Path, step: int) -> Path:
-    """`checkpoints_dir/step-XXXXXXXX`: zero-padded so that names sort by step."""
+    """`checkpoints_dir/step-NNNNNNNN`: zero-padded so that names sort by step."""
     return checkpoints_dir / f"{CHECKPOINT_PREFIX}{step:08d}"
 
 
