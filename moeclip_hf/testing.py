@@ -103,6 +103,21 @@ def tiny_processor(image_size: int = 64) -> MoECLIPProcessor:
     return MoECLIPProcessor(image_processor=clip_image_processor(image_size), tokenizer=tiny_tokenizer())
 
 
+#: Python source for the start of a subprocess script: after it, importing `moeclip_hf` raises ImportError, so
+#: the script shows that exported files (remote code, handler, Space app) work where the package is absent.
+BLOCK_PACKAGE_IMPORTS = """
+import sys
+
+class _BlockMoECLIPHF:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "moeclip_hf":
+            raise ImportError(f"{name} is blocked in this test")
+        return None
+
+sys.meta_path.insert(0, _BlockMoECLIPHF())
+"""
+
+
 def randomize_moe(model: MoECLIPModel, seed: int = 0, expert_std: float = 0.1) -> MoECLIPModel:
     """Random routers and non-zero experts in every MoE layer, as after training, and evaluation mode.
 
@@ -127,6 +142,7 @@ def save_tiny_model(folder: str | Path, seed: int = 0) -> Path:
 
 
 __all__ = [
+    "BLOCK_PACKAGE_IMPORTS",
     "byte_to_unicode",
     "demo_config",
     "randomize_moe",

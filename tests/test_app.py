@@ -19,7 +19,7 @@ from PIL import Image, ImageFile
 
 from moeclip_hf import MoECLIPModel, app, hub, serve
 from moeclip_hf.export_templates import space_app
-from moeclip_hf.testing import randomize_moe, tiny_config, tiny_processor
+from moeclip_hf.testing import BLOCK_PACKAGE_IMPORTS, randomize_moe, tiny_config, tiny_processor
 from moeclip_hf.visualization import overlay
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -326,13 +326,6 @@ SPACE_SCRIPT = textwrap.dedent(
     '''
     import json, os, socket, sys
 
-    class BlockPackage:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "moeclip_hf":
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockPackage())
     folder, image_path, out = sys.argv[1:4]
     os.environ["MOECLIP_MODEL"] = folder
     sys.path.insert(0, folder)
@@ -362,6 +355,7 @@ SPACE_SCRIPT = textwrap.dedent(
         json.dump(report, handle)
     '''
 )
+SPACE_SCRIPT = BLOCK_PACKAGE_IMPORTS + SPACE_SCRIPT
 
 
 def test_the_space_app_is_the_template_and_imports_nothing_from_the_package(tmp_path):

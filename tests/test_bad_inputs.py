@@ -42,7 +42,7 @@ from moeclip_hf.cli import main as moeclip
 from moeclip_hf.data import load_benchmark, read_image
 from moeclip_hf.export_templates import handler
 from moeclip_hf.modeling.processing_moeclip import MAX_PROMPT_LENGTH
-from moeclip_hf.testing import tiny_config, tiny_processor
+from moeclip_hf.testing import save_tiny_model, tiny_config, tiny_processor
 from moeclip_hf.training import DataArguments, ModelArguments, TrainingArguments, train
 from moeclip_hf.training import main as train_py
 from moeclip_hf.training.checkpointing import MANIFEST_NAME, load_model_weights
@@ -52,27 +52,13 @@ PACKAGE_ROOT = Path(moeclip_hf.__file__).parent
 WIDTH, HEIGHT = 48, 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory) -> Path:
     """A tiny model with random routers and experts (so routing is not uniform), saved with its processor."""
-    folder = tmp_path_factory.mktemp("tiny-moeclip")
-    torch.manual_seed(0)
-    model = MoECLIPModel(tiny_config())
-    with torch.no_grad():
-        for layer in model.moe_layers():
-            torch.nn.init.normal_(layer.moe_router["default"].weight)
-            torch.nn.init.normal_(layer.moe_lora_B["default"], std=0.1)
-    model.save_pretrained(folder)
-    tiny_processor().save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-moeclip"))
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from moeclip_hf import hub
 from moeclip_hf.export_templates import handler
 from moeclip_hf.pipelines import TASK, ZeroShotAnomalyDetectionPipeline
 from moeclip_hf.remote_code import ENTRY_MODULE, flat_module_name, flatten_source, remote_code_files
-from moeclip_hf.testing import randomize_moe, tiny_config, tiny_processor
+from moeclip_hf.testing import BLOCK_PACKAGE_IMPORTS, randomize_moe, tiny_config, tiny_processor
 
 REPO_ID = "org/moeclip-tiny"
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,13 +43,6 @@ REMOTE_SCRIPT = textwrap.dedent(
     '''
     import base64, io, json, os, sys
 
-    class BlockPackage:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "moeclip_hf":
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockPackage())
     try:
         import moeclip_hf
         package_importable = True
@@ -103,6 +96,7 @@ REMOTE_SCRIPT = textwrap.dedent(
         json.dump(report, handle)
     '''
 )
+REMOTE_SCRIPT = BLOCK_PACKAGE_IMPORTS + REMOTE_SCRIPT
 
 
 def png_bytes(image: Image.Image) -> bytes:

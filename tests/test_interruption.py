@@ -41,13 +41,7 @@ MAX_STEPS, SAVE_STEPS = 6, 2
 KILLED_AT = 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The subprocess computes with one thread too (see the helper), so both sides run the same arithmetic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

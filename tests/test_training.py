@@ -36,13 +36,7 @@ from moeclip_hf.training.loop import enable_gradient_checkpointing, vision_encod
 RESUME_CLASSES = ["marble", "tablet"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model gains nothing from a second thread, and on a busy machine spinning threads cost seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
