@@ -39,6 +39,8 @@ SPLITS = ("seen_heldout", "unseen")
 STAGES = ("before", "after")
 HEADLINE_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap")
 DATASET = "mvtec"  # the generated roots use the MVTec-AD layout
+#: Overlay panels are enlarged (by a whole factor, pixels kept square) to at least this height for the report.
+PANEL_HEIGHT = 192
 
 LIMITATION = (
     "The demo's backbone is a small CLIP drawn at random from the seed, not pretrained: it carries no "
@@ -57,7 +59,7 @@ class DemoSettings:
     steps: int = 400
     seed: int = 0
     images_per_category: int = 48
-    image_size: int = 128
+    image_size: int = 64
     batch_size: int = 8
     learning_rate: float = 2e-3
     seen: tuple[str, ...] = CATEGORIES[:5]
@@ -131,6 +133,30 @@ def train_demo_model(initial: Path, train_root: Path, settings: DemoSettings) ->
     return result.model.eval()
 
 
+def _round_robin(queues: list[list[Path]]) -> list[Path]:
+    """The items of `queues` taken one from each queue in turn until all are empty."""
+    ordered = []
+    for depth in range(max((len(queue) for queue in queues), default=0)):
+        ordered += [queue[depth] for queue in queues if depth < len(queue)]
+    return ordered
+
+
+def showcase_images(root: Path, count: int) -> list[Path]:
+    """Up to `count` anomalous images under `root`, taken in turn from each category and, within a category,
+    from each defect kind (starting at a different kind per category), so that a few overlays show as many
+    categories and defects as they can."""
+    by_category: dict[str, dict[str, list[Path]]] = {}
+    for path in sorted(root.glob("*/test/*/*.png")):
+        if path.parent.name != "good":
+            by_category.setdefault(path.parts[-4], {}).setdefault(path.parent.name, []).append(path)
+    per_category = []
+    for offset, kinds in enumerate(by_category.values()):
+        names = sorted(kinds)
+        rotated = names[offset % len(names):] + names[: offset % len(names)]
+        per_category.append(_round_robin([kinds[name] for name in rotated]))
+    return _round_robin(per_category)[:count]
+
+
 def write_overlays(model: MoECLIPModel, processor: MoECLIPProcessor, root: Path, folder: Path, count: int) -> list[Path]:
     """Overlays (heat map and the 0.5 contour) of the first `count` anomalous images under `root`."""
     from transformers import pipeline
@@ -138,7 +164,7 @@ def write_overlays(model: MoECLIPModel, processor: MoECLIPProcessor, root: Path,
     from .pipelines import TASK
 
     folder.mkdir(parents=True, exist_ok=True)
-    images = sorted(path for path in root.glob("*/test/*/*.png") if path.parent.name != "good")[:count]
+    images = showcase_images(root, count)
     detector = pipeline(TASK, model=model, processor=processor)
     written = []
     for path in images:
@@ -152,7 +178,8 @@ def write_overlays(model: MoECLIPModel, processor: MoECLIPProcessor, root: Path,
         panel.paste(overlay(picture, anomaly_map, result["threshold"]), (picture.width, 0))
         if mask_path.exists():
             panel.paste(Image.open(mask_path).convert("RGB"), (2 * picture.width, 0))
-        panel.save(target)
+        factor = -(-PANEL_HEIGHT // picture.height)
+        panel.resize((panel.width * factor, panel.height * factor), Image.Resampling.NEAREST).save(target)
         written.append(target)
     return written
 
@@ -222,4 +249,4 @@ def run_demo(settings: DemoSettings) -> DemoResult:
     return result
 
 
-__all__ = ["DemoResult", "DemoSettings", "LIMITATION", "build_demo_model", "metrics_table", "run_demo"]
+__all__ = ["DemoResult", "DemoSettings", "LIMITATION", "build_demo_model", "metrics_table", "run_demo", "showcase_images"]

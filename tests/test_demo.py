@@ -3,10 +3,13 @@
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from moeclip_hf.cli import main
-from moeclip_hf.demo import HEADLINE_METRICS, SPLITS, STAGES, DemoSettings, run_demo
+from moeclip_hf.demo import HEADLINE_METRICS, PANEL_HEIGHT, SPLITS, STAGES, DemoSettings, run_demo, showcase_images
+from moeclip_hf.modeling.modeling_moeclip import MoECLIPModel
+from moeclip_hf.testing import demo_config, tiny_processor
 
 
 def test_a_short_demo_writes_the_table_the_overlays_and_the_report(tmp_path, capsys):
@@ -26,7 +29,7 @@ def test_a_short_demo_writes_the_table_the_overlays_and_the_report(tmp_path, cap
     overlays = sorted((tmp_path / "overlays").rglob("*.png"))
     assert overlays and all(f"]({path.relative_to(tmp_path).as_posix()})" in report for path in overlays)
     picture = Image.open(overlays[0])
-    assert picture.width == 3 * picture.height
+    assert picture.width == 3 * picture.height and picture.height >= PANEL_HEIGHT
     assert "not pretrained" in report
     for split in SPLITS:
         assert (tmp_path / "tables" / f"results_{split}.csv").exists()
@@ -40,3 +43,39 @@ def test_the_default_demo_learns_the_seen_categories(tmp_path):
     result = run_demo(DemoSettings(output_dir=tmp_path, progress=False))
     assert result.metrics["seen_heldout"]["after"]["pixel_auroc"] >= 0.90
     assert result.gain("seen_heldout", "pixel_auroc") >= 0.25
+
+
+def anomaly_direction_cosines(text_initializer_factor: float):
+    """Pairwise cosines of the seen classes' `T_A - T_N` for the demo model drawn from seed 0."""
+    torch.manual_seed(0)
+    model = MoECLIPModel(demo_config(text={"initializer_factor": text_initializer_factor})).eval()
+    tokens = tiny_processor(64).tokenize_prompts(list(DemoSettings().seen), "mvtec")
+    with torch.no_grad():
+        text = model.encode_prompts(tokens["prompt_input_ids"], tokens["prompt_attention_mask"])
+    directions = torch.nn.functional.normalize(text[:, 1] - text[:, 0], dim=-1)
+    cosines = directions @ directions.T
+    return cosines[~torch.eye(len(cosines), dtype=torch.bool)]
+
+
+def test_the_embedded_text_side_gives_each_seen_class_its_own_anomaly_direction():
+    default_init, demo_init = anomaly_direction_cosines(1.0), anomaly_direction_cosines(10.0)
+    assert default_init.mean() > 0.8  # CLIP's default init: one shared direction
+    assert demo_init.max() < 0.5 and demo_init.mean() < 0.3
+
+
+def test_overlays_take_the_categories_and_their_defects_in_turn(tmp_path):
+    for category in ("bolt", "cable"):
+        for kind in ("good", "crack", "hole"):
+            for number in range(2):
+                path = tmp_path / category / "test" / kind / f"{number:03d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+    picked = [path.relative_to(tmp_path).as_posix() for path in showcase_images(tmp_path, 5)]
+    assert picked == [
+        "bolt/test/crack/000.png",
+        "cable/test/hole/000.png",
+        "bolt/test/hole/000.png",
+        "cable/test/crack/000.png",
+        "bolt/test/crack/001.png",
+    ]
+    assert len(showcase_images(tmp_path, 100)) == 8
