@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .data.synthetic import CATEGORIES
 from .serve import add_serve_parser
 
 DESCRIPTION = """\
@@ -37,9 +38,15 @@ def add_demo_parser(subparsers) -> None:
         "code, and write metrics.json, tables, overlays and report.md. Its backbone is not pretrained.",
     )
     parser.add_argument("--output", type=Path, default=Path("moeclip-demo"), help="folder for data, model and report")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default %(default)s: see DemoSettings)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--images-per-category", type=int, default=None, help="generated images per category and split")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: DemoSettings.steps, 400)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, the model's weights and training (default 0)")
+    parser.add_argument(
+        "--images-per-category", type=int, default=None, help="generated images per category and split (default 48)"
+    )
+    parser.add_argument(
+        "--seen", nargs="+", choices=CATEGORIES, default=None, metavar="CATEGORY",
+        help=f"categories to train on, the others are unseen (default: checkers weave tablet; any of {', '.join(CATEGORIES)})",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run_demo)
 
@@ -54,6 +61,11 @@ def run_demo(args: argparse.Namespace) -> int:
         settings = replace(settings, steps=args.steps)
     if args.images_per_category is not None:
         settings = replace(settings, images_per_category=args.images_per_category)
+    if args.seen is not None:
+        unseen = tuple(name for name in CATEGORIES if name not in args.seen)
+        if not unseen:
+            raise ValueError("--seen must leave at least one category unseen.")
+        settings = replace(settings, seen=tuple(args.seen), unseen=unseen)
     result = run_demo(settings)
     print("\n" + metrics_table(result.metrics) + "\n\n" + LIMITATION)
     print(f"\nreport: {result.report_path}\ntrained model: {result.model_path}")

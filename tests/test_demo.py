@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from moeclip_hf.cli import main
+from moeclip_hf.data.synthetic import CATEGORIES
 from moeclip_hf.demo import HEADLINE_METRICS, PANEL_HEIGHT, SPLITS, STAGES, DemoSettings, run_demo, showcase_images
 from moeclip_hf.modeling.modeling_moeclip import MoECLIPModel
 from moeclip_hf.testing import demo_config, tiny_processor
@@ -30,7 +31,7 @@ def test_a_short_demo_writes_the_table_the_overlays_and_the_report(tmp_path, cap
     assert overlays and all(f"]({path.relative_to(tmp_path).as_posix()})" in report for path in overlays)
     picture = Image.open(overlays[0])
     assert picture.width == 3 * picture.height and picture.height >= PANEL_HEIGHT
-    assert "not pretrained" in report
+    assert "not pretrained" in report and "Why these seen categories" in report
     for split in SPLITS:
         assert (tmp_path / "tables" / f"results_{split}.csv").exists()
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()
@@ -38,8 +39,9 @@ def test_a_short_demo_writes_the_table_the_overlays_and_the_report(tmp_path, cap
 
 @pytest.mark.slow
 def test_the_default_demo_learns_the_seen_categories(tmp_path):
-    """The learning claim of the demo (run with `python -m pytest -m slow`): with the defaults, pixel AUROC on
-    held-out images of the seen categories reaches 0.90 and gains at least 0.25 over the untrained model."""
+    """The learning claim of the demo (part of the default run; `-m "not slow"` skips it): with the defaults,
+    pixel AUROC on held-out images of the seen categories reaches 0.90 and gains at least 0.25 over the
+    untrained model."""
     result = run_demo(DemoSettings(output_dir=tmp_path, progress=False))
     assert result.metrics["seen_heldout"]["after"]["pixel_auroc"] >= 0.90
     assert result.gain("seen_heldout", "pixel_auroc") >= 0.25
@@ -79,3 +81,19 @@ def test_overlays_take_the_categories_and_their_defects_in_turn(tmp_path):
         "bolt/test/crack/001.png",
     ]
     assert len(showcase_images(tmp_path, 100)) == 8
+
+
+def test_demo_trains_on_the_categories_named_by_seen_and_tests_on_the_others(tmp_path):
+    code = main(["demo", "--output", str(tmp_path), "--steps", "2", "--images-per-category", "2", "--quiet",
+                 "--seen", "stripes", "washer"])
+    assert code == 0
+    assert sorted(path.name for path in (tmp_path / "data" / "train").iterdir()) == ["stripes", "washer"]
+    unseen = sorted(path.name for path in (tmp_path / "data" / "unseen").iterdir())
+    assert unseen == sorted(set(CATEGORIES) - {"stripes", "washer"})
+    assert "Why these seen categories" not in (tmp_path / "report.md").read_text()
+
+
+def test_demo_refuses_a_seen_list_that_leaves_nothing_unseen(tmp_path, capsys):
+    assert main(["demo", "--output", str(tmp_path), "--seen", *CATEGORIES]) == 1
+    assert "--seen must leave at least one category unseen" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
