@@ -175,7 +175,7 @@ def showcase_images(root: Path, count: int) -> list[Path]:
 
 
 def write_overlays(model: MoECLIPModel, processor: MoECLIPProcessor, root: Path, folder: Path, count: int) -> list[Path]:
-    """Overlays (heat map and the 0.5 contour) of the first `count` anomalous images under `root`."""
+    """Overlays (heat map and the 0.5 contour) of `count` anomalous images under `root` (`showcase_images`)."""
     from transformers import pipeline
 
     from .pipelines import TASK
