@@ -284,11 +284,25 @@ def test_moeclip_evaluate_names_the_file_even_from_a_dataloader_worker(saved_mod
 
 
 @pytest.mark.parametrize("kind", [*BROKEN_KINDS, "mask-size"])
-def test_train_py_names_the_file_it_cannot_read(tmp_path, kind):
+def test_train_py_names_the_file_it_cannot_read_and_exits_1_without_a_traceback(tmp_path, capsys, kind):
     bad = write_broken_benchmark(tmp_path / "mvtec", kind)
-    with pytest.raises(ValueError, match=re.escape(str(bad))):
-        train_py_on(tmp_path / "mvtec", tmp_path / "run", "--max-steps", "4")
+    assert train_py_on(tmp_path / "mvtec", tmp_path / "run", "--max-steps", "4") == 1
+    error = capsys.readouterr().err
+    assert "train.py: error: " in error and str(bad) in error
+    assert "Traceback" not in error and "no checkpoint was written" in error
     assert not (tmp_path / "run" / "final").exists()
+
+
+def test_a_file_that_breaks_after_a_checkpoint_leaves_the_checkpoint_to_resume_from(tmp_path, capsys):
+    root = write_benchmark(tmp_path / "mvtec")
+    assert train_py_on(root, tmp_path / "run", "--max-steps", "1", "--save-steps", "1") == 0
+    (checkpoint,) = list((tmp_path / "run" / "checkpoints").iterdir())
+    write_broken_file(root / "bottle" / "test" / "good", "truncated").replace(root / "bottle" / "test" / "good" / "000.png")
+    capsys.readouterr()
+    assert train_py_on(root, tmp_path / "run", "--max-steps", "6", "--save-steps", "1", "--resume") == 1
+    error = capsys.readouterr().err
+    assert str(root / "bottle" / "test" / "good" / "000.png") in error
+    assert f"the last checkpoint, {checkpoint}, is kept" in error and "--resume" in error
 
 
 # ----------------------------------------------------------------------------------- tensors given directly

@@ -16,7 +16,7 @@ The command line (`train.py`, `accelerate launch train.py`, `torchrun ... train.
 
 from .arguments import DataArguments, ModelArguments, TrainingArguments, argument_parser, parse_args
 from .checkpointing import TrainerState, find_resumable_checkpoint, verify_checkpoint
-from .loop import TrainingConfigurationError, TrainResult, build_model_and_processor, main, train
+from .loop import TrainingConfigurationError, TrainingDataError, TrainResult, build_model_and_processor, main, train
 
 __all__ = [
     "DataArguments",
@@ -25,6 +25,7 @@ __all__ = [
     "TrainerState",
     "TrainingArguments",
     "TrainingConfigurationError",
+    "TrainingDataError",
     "argument_parser",
     "build_model_and_processor",
     "find_resumable_checkpoint",

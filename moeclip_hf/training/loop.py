@@ -82,6 +82,14 @@ class TrainingConfigurationError(ValueError):
     """A run that cannot start as configured (data, classes, output folder); raised before any training work."""
 
 
+class TrainingDataError(ValueError):
+    """A training sample that cannot be used (an unreadable image, a mask of another size), met during the run.
+
+    The message names the file. Checkpoints written before it are kept, so `--resume` continues the run once
+    the file is mended or removed.
+    """
+
+
 @dataclass
 class TrainResult:
     """What `train` hands back.
@@ -243,9 +251,12 @@ class TrainingSamples(torch.utils.data.Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         epoch, index = key
-        row = self.rows[index]
-        augmentation = JointAugmentation(generator=derived_seed(self.seed, epoch, index)) if self.augment else None
-        pixel_values, mask = ClipPreprocess(self.image_size, augmentation)(row["image"], row["mask"])
+        try:
+            row = self.rows[index]
+            augmentation = JointAugmentation(generator=derived_seed(self.seed, epoch, index)) if self.augment else None
+            pixel_values, mask = ClipPreprocess(self.image_size, augmentation)(row["image"], row["mask"])
+        except ValueError as error:
+            raise TrainingDataError(str(error)) from error
         return {"pixel_values": pixel_values, "mask": mask, "label": row["label"], "class_name": row["class_name"]}
 
 
@@ -571,36 +582,36 @@ def train_until(
     """
     checkpoints_dir = training_args.output_path / CHECKPOINTS_DIR
     checkpoint_path = None
-    progress = tqdm(
+    # A context manager so that the bar is closed on errors too and an error message starts on its own line.
+    with tqdm(
         total=total_steps,
         initial=state.global_step,
         desc="training",
         disable=training_args.disable_tqdm or not accelerator.is_main_process,
-    )
-    meter = LossMeter()
-    while state.global_step < total_steps:
-        for batch in epoch_batches(accelerator, run.dataloader, state):
-            outputs = forward_backward(accelerator, run, batch, training_args.max_grad_norm)
-            meter.add(loss_parts(outputs))
-            state.advance_batch(len(run.dataloader))
-            if not accelerator.sync_gradients:
-                continue
-            learning_rate = run.scheduler.get_last_lr()[0]
-            if not accelerator.optimizer_step_was_skipped:
-                run.scheduler.step()
-            state.global_step += 1
-            progress.update(1)
-            if state.global_step % training_args.logging_steps == 0 or state.global_step == total_steps:
-                entry = {"step": state.global_step, "epoch": state.epoch, "lr": learning_rate}
-                entry.update(meter.pop_means(accelerator))
-                state.loss_history.append(entry)
-                accelerator.log({name: entry[name] for name in (*LOSS_NAMES, "lr")}, step=state.global_step)
-                progress.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{learning_rate:.2e}")
-            if training_args.save_steps and state.global_step % training_args.save_steps == 0:
-                checkpoint_path = save_checkpoint(accelerator, checkpoints_dir, state, training_args.save_total_limit)
-            if state.global_step >= total_steps:
-                break
-    progress.close()
+    ) as progress:
+        meter = LossMeter()
+        while state.global_step < total_steps:
+            for batch in epoch_batches(accelerator, run.dataloader, state):
+                outputs = forward_backward(accelerator, run, batch, training_args.max_grad_norm)
+                meter.add(loss_parts(outputs))
+                state.advance_batch(len(run.dataloader))
+                if not accelerator.sync_gradients:
+                    continue
+                learning_rate = run.scheduler.get_last_lr()[0]
+                if not accelerator.optimizer_step_was_skipped:
+                    run.scheduler.step()
+                state.global_step += 1
+                progress.update(1)
+                if state.global_step % training_args.logging_steps == 0 or state.global_step == total_steps:
+                    entry = {"step": state.global_step, "epoch": state.epoch, "lr": learning_rate}
+                    entry.update(meter.pop_means(accelerator))
+                    state.loss_history.append(entry)
+                    accelerator.log({name: entry[name] for name in (*LOSS_NAMES, "lr")}, step=state.global_step)
+                    progress.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{learning_rate:.2e}")
+                if training_args.save_steps and state.global_step % training_args.save_steps == 0:
+                    checkpoint_path = save_checkpoint(accelerator, checkpoints_dir, state, training_args.save_total_limit)
+                if state.global_step >= total_steps:
+                    break
     return checkpoint_path
 
 
@@ -651,7 +662,8 @@ def _train(
 def main(argv: Sequence[str] | None = None) -> int:
     """`train.py`'s entry point: parse flags (or one YAML/JSON file) and train.
 
-    Returns 0 on success, and 2 with a one-line message for arguments or a setup that cannot start a run.
+    Returns 0 on success, 2 with a one-line message for arguments or a setup that cannot start a run, and 1
+    with a message naming the file when a training sample turns out unusable during the run.
     """
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     try:
@@ -664,6 +676,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingConfigurationError as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         return 2
+    except TrainingDataError as error:
+        _, _, training_args = arguments
+        saved = list_checkpoints(training_args.output_path / CHECKPOINTS_DIR)
+        advice = (
+            f"the last checkpoint, {saved[-1]}, is kept: mend or remove the file and run again with --resume."
+            if saved
+            else "no checkpoint was written: mend or remove the file and run again."
+        )
+        print(f"train.py: error: {error}\n{advice}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -674,6 +696,7 @@ __all__ = [
     "TrainResult",
     "TrainingCollator",
     "TrainingConfigurationError",
+    "TrainingDataError",
     "TrainingSamples",
     "build_model_and_processor",
     "enable_gradient_checkpointing",
