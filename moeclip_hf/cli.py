@@ -54,7 +54,7 @@ def add_demo_parser(subparsers) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .demo import LIMITATION, DemoSettings, metrics_table, run_demo
+    from .demo import LIMITATION, SPLITS, DemoSettings, metrics_table, run_demo
 
     settings = DemoSettings(output_dir=args.output, seed=args.seed, progress=not args.quiet)
     if args.steps is not None:
@@ -67,7 +67,8 @@ def run_demo(args: argparse.Namespace) -> int:
             raise ValueError("--seen must leave at least one category unseen.")
         settings = replace(settings, seen=tuple(args.seen), unseen=unseen)
     result = run_demo(settings)
-    print("\n" + metrics_table(result.metrics) + "\n\n" + LIMITATION)
+    per_class = [f"Per class after training, {split}:\n\n{result.results[split]['after'].to_markdown()}" for split in SPLITS]
+    print("\n" + "\n\n".join([metrics_table(result.metrics), *per_class, LIMITATION]))
     print(f"\nreport: {result.report_path}\ntrained model: {result.model_path}")
     return 0
 

@@ -18,6 +18,9 @@ def test_a_short_demo_writes_the_table_the_overlays_and_the_report(tmp_path, cap
     assert code == 0
     printed = capsys.readouterr().out
     assert "| seen_heldout | before |" in printed and "| unseen | after |" in printed
+    for split, categories in (("seen_heldout", DemoSettings().seen), ("unseen", DemoSettings().unseen)):
+        assert f"Per class after training, {split}:" in printed
+        assert all(f"| {category} |" in printed for category in categories)
     assert "not pretrained" in printed
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics) == set(SPLITS)
