@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import demo
 from .data.synthetic import CATEGORIES
 from .serve import add_serve_parser
 
@@ -37,38 +38,37 @@ def add_demo_parser(subparsers) -> None:
         "model, train it on the seen categories with the train.py code, evaluate again with the moeclip evaluate "
         "code, and write metrics.json, tables, overlays and report.md. Its backbone is not pretrained.",
     )
-    parser.add_argument("--output", type=Path, default=Path("moeclip-demo"), help="folder for data, model and report")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default: DemoSettings.steps, 400)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data, the model's weights and training (default 0)")
+    defaults = demo.DemoSettings
     parser.add_argument(
-        "--images-per-category", type=int, default=None, help="generated images per category and split (default 48)"
+        "--output", type=Path, default=defaults.output_dir, help="folder for data, model and report (default %(default)s)"
+    )
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps (default %(default)s)")
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help="seed of the data, the model's weights and training (default %(default)s)"
     )
     parser.add_argument(
-        "--seen", nargs="+", choices=CATEGORIES, default=None, metavar="CATEGORY",
-        help=f"categories to train on, the others are unseen (default: checkers weave tablet; any of {', '.join(CATEGORIES)})",
+        "--images-per-category", type=int, default=defaults.images_per_category,
+        help="generated images per category and split (default %(default)s)",
+    )
+    parser.add_argument(
+        "--seen", nargs="+", choices=CATEGORIES, default=list(demo.SEEN), metavar="CATEGORY",
+        help=f"categories to train on, the others are unseen (default: {' '.join(demo.SEEN)}; any of {', '.join(CATEGORIES)})",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from .demo import LIMITATION, SPLITS, DemoSettings, metrics_table, run_demo
-
-    settings = DemoSettings(output_dir=args.output, seed=args.seed, progress=not args.quiet)
-    if args.steps is not None:
-        settings = replace(settings, steps=args.steps)
-    if args.images_per_category is not None:
-        settings = replace(settings, images_per_category=args.images_per_category)
-    if args.seen is not None:
-        unseen = tuple(name for name in CATEGORIES if name not in args.seen)
-        if not unseen:
-            raise ValueError("--seen must leave at least one category unseen.")
-        settings = replace(settings, seen=tuple(args.seen), unseen=unseen)
-    result = run_demo(settings)
-    per_class = [f"Per class after training, {split}:\n\n{result.results[split]['after'].to_markdown()}" for split in SPLITS]
-    print("\n" + "\n\n".join([metrics_table(result.metrics), *per_class, LIMITATION]))
+    unseen = tuple(name for name in CATEGORIES if name not in args.seen)
+    if not unseen:
+        raise ValueError("--seen must leave at least one category unseen.")
+    settings = demo.DemoSettings(
+        output_dir=args.output, steps=args.steps, seed=args.seed, images_per_category=args.images_per_category,
+        seen=tuple(args.seen), unseen=unseen, progress=not args.quiet,
+    )
+    result = demo.run_demo(settings)
+    per_class = [f"Per class after training, {split}:\n\n{result.results[split]['after'].to_markdown()}" for split in demo.SPLITS]
+    print("\n" + "\n\n".join([demo.metrics_table(result.metrics), *per_class, demo.LIMITATION]))
     print(f"\nreport: {result.report_path}\ntrained model: {result.model_path}")
     return 0
 

@@ -578,40 +578,52 @@ def train_until(
 ) -> Path | None:
     """Train from `state` to `total_steps` optimiser steps, logging and checkpointing on the way.
 
-    Returns the last checkpoint written, if any.
+    Returns the last checkpoint written, if any. The progress bar is closed on errors too, so that an error
+    message starts on its own line.
     """
-    checkpoints_dir = training_args.output_path / CHECKPOINTS_DIR
-    checkpoint_path = None
-    # A context manager so that the bar is closed on errors too and an error message starts on its own line.
     with tqdm(
         total=total_steps,
         initial=state.global_step,
         desc="training",
         disable=training_args.disable_tqdm or not accelerator.is_main_process,
     ) as progress:
-        meter = LossMeter()
-        while state.global_step < total_steps:
-            for batch in epoch_batches(accelerator, run.dataloader, state):
-                outputs = forward_backward(accelerator, run, batch, training_args.max_grad_norm)
-                meter.add(loss_parts(outputs))
-                state.advance_batch(len(run.dataloader))
-                if not accelerator.sync_gradients:
-                    continue
-                learning_rate = run.scheduler.get_last_lr()[0]
-                if not accelerator.optimizer_step_was_skipped:
-                    run.scheduler.step()
-                state.global_step += 1
-                progress.update(1)
-                if state.global_step % training_args.logging_steps == 0 or state.global_step == total_steps:
-                    entry = {"step": state.global_step, "epoch": state.epoch, "lr": learning_rate}
-                    entry.update(meter.pop_means(accelerator))
-                    state.loss_history.append(entry)
-                    accelerator.log({name: entry[name] for name in (*LOSS_NAMES, "lr")}, step=state.global_step)
-                    progress.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{learning_rate:.2e}")
-                if training_args.save_steps and state.global_step % training_args.save_steps == 0:
-                    checkpoint_path = save_checkpoint(accelerator, checkpoints_dir, state, training_args.save_total_limit)
-                if state.global_step >= total_steps:
-                    break
+        return run_steps(accelerator, run, state, total_steps, training_args, progress)
+
+
+def run_steps(
+    accelerator: Accelerator,
+    run: PreparedRun,
+    state: TrainerState,
+    total_steps: int,
+    training_args: TrainingArguments,
+    progress: tqdm,
+) -> Path | None:
+    """The loop of `train_until`, advancing `progress` by one per optimiser step."""
+    checkpoints_dir = training_args.output_path / CHECKPOINTS_DIR
+    checkpoint_path = None
+    meter = LossMeter()
+    while state.global_step < total_steps:
+        for batch in epoch_batches(accelerator, run.dataloader, state):
+            outputs = forward_backward(accelerator, run, batch, training_args.max_grad_norm)
+            meter.add(loss_parts(outputs))
+            state.advance_batch(len(run.dataloader))
+            if not accelerator.sync_gradients:
+                continue
+            learning_rate = run.scheduler.get_last_lr()[0]
+            if not accelerator.optimizer_step_was_skipped:
+                run.scheduler.step()
+            state.global_step += 1
+            progress.update(1)
+            if state.global_step % training_args.logging_steps == 0 or state.global_step == total_steps:
+                entry = {"step": state.global_step, "epoch": state.epoch, "lr": learning_rate}
+                entry.update(meter.pop_means(accelerator))
+                state.loss_history.append(entry)
+                accelerator.log({name: entry[name] for name in (*LOSS_NAMES, "lr")}, step=state.global_step)
+                progress.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{learning_rate:.2e}")
+            if training_args.save_steps and state.global_step % training_args.save_steps == 0:
+                checkpoint_path = save_checkpoint(accelerator, checkpoints_dir, state, training_args.save_total_limit)
+            if state.global_step >= total_steps:
+                break
     return checkpoint_path
 
 
