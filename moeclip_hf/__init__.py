@@ -9,7 +9,7 @@ from .configuration import MoECLIPConfig
 from .modeling.modeling_moeclip import MoECLIPModel, MoECLIPOutput, MoECLIPPreTrainedModel
 from .modeling.moe_lora import MoELoraConfig, MoELoraModel
 from .modeling.processing_moeclip import MoECLIPProcessor
-from .pipelines import ZeroShotAnomalyDetectionPipeline, register_pipeline
+from .inference.pipeline import ZeroShotAnomalyDetectionPipeline, register_pipeline
 
 __version__ = "0.1.0"
 

@@ -89,7 +89,7 @@ def add_detect_parser(subparsers) -> None:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from .detection import detect_images
+    from .inference.detection import detect_images
 
     results = detect_images(
         args.model, args.images, args.class_name, output_dir=args.output, threshold=args.threshold, domain=args.domain

@@ -31,7 +31,7 @@ from .evaluation.runner import BenchmarkResult, evaluate_dataset, write_results
 from .modeling.modeling_moeclip import MoECLIPModel
 from .modeling.processing_moeclip import MoECLIPProcessor
 from .testing import demo_config, tiny_processor
-from .visualization import overlay
+from .inference.visualization import overlay
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def write_overlays(model: MoECLIPModel, processor: MoECLIPProcessor, root: Path,
     """Overlays (heat map and the 0.5 contour) of `count` anomalous images under `root` (`showcase_images`)."""
     from transformers import pipeline
 
-    from .pipelines import TASK
+    from .inference.pipeline import TASK
 
     folder.mkdir(parents=True, exist_ok=True)
     images = showcase_images(root, count)

@@ -43,7 +43,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 1
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must lie in 1..65535; got {args.port}")
-    from . import app as web
+    from .app import serve as web
 
     demo = web.build_app(args.model, examples=not args.no_examples)
     try:

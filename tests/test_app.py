@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from moeclip_hf import MoECLIPModel, app, hub, serve
-from moeclip_hf.export_templates import space_app
+from moeclip_hf import MoECLIPModel, hub, serve
+from moeclip_hf.app import serve as app
+from moeclip_hf.app import ui as space_app
 from moeclip_hf.testing import BLOCK_PACKAGE_IMPORTS, randomize_moe, tiny_config, tiny_processor
-from moeclip_hf.visualization import overlay
+from moeclip_hf.inference.visualization import overlay
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
@@ -359,7 +360,7 @@ SPACE_SCRIPT = BLOCK_PACKAGE_IMPORTS + SPACE_SCRIPT
 
 
 def test_the_space_app_is_the_template_and_imports_nothing_from_the_package(tmp_path):
-    from moeclip_hf.pipelines import TASK
+    from moeclip_hf.inference.pipeline import TASK
 
     assert space_app.TASK == TASK
     path = app.write_space_app(tmp_path)
@@ -398,7 +399,7 @@ def test_the_space_app_runs_an_export_on_its_remote_code_without_the_package(tmp
 def test_the_app_loads_an_exported_folder_with_the_packages_code(tmp_path):
     folder = hub.export_model(randomize_moe(MoECLIPModel(tiny_config())), tmp_path / "export", processor=tiny_processor())
     detector = app.load_detector(folder)
-    assert type(detector).__module__ == "moeclip_hf.pipelines"
+    assert type(detector).__module__ == "moeclip_hf.inference.pipeline"
     assert type(detector.model).__module__.startswith("moeclip_hf.")
 
 
@@ -421,7 +422,8 @@ def test_serve_defaults_to_loopback_port_7860():
 SERVE_SCRIPT = textwrap.dedent(
     """
     import argparse, sys
-    from moeclip_hf import app, serve
+    from moeclip_hf import serve
+    from moeclip_hf.app import serve as app
 
     build_app = app.build_app
 

@@ -68,7 +68,7 @@ def saved_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(saved_model):
-    from moeclip_hf import app
+    from moeclip_hf.app import serve as app
 
     demo = app.build_app(str(saved_model))
     port = free_port()

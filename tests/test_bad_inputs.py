@@ -40,7 +40,7 @@ import moeclip_hf
 from moeclip_hf import MoECLIPModel
 from moeclip_hf.cli import main as moeclip
 from moeclip_hf.data import load_benchmark, read_image
-from moeclip_hf.export_templates import handler
+from moeclip_hf.hub import handler
 from moeclip_hf.modeling.processing_moeclip import MAX_PROMPT_LENGTH
 from moeclip_hf.testing import save_tiny_model, tiny_config, tiny_processor
 from moeclip_hf.training import DataArguments, ModelArguments, TrainingArguments, train

@@ -21,9 +21,10 @@ from transformers import AutoImageProcessor
 
 from moeclip_hf import MoECLIPModel, MoECLIPProcessor
 from moeclip_hf import hub
-from moeclip_hf.export_templates import handler
-from moeclip_hf.pipelines import TASK, ZeroShotAnomalyDetectionPipeline
-from moeclip_hf.remote_code import ENTRY_MODULE, flat_module_name, flatten_source, remote_code_files
+from moeclip_hf.hub import export, model_card
+from moeclip_hf.hub import handler
+from moeclip_hf.inference.pipeline import TASK, ZeroShotAnomalyDetectionPipeline
+from moeclip_hf.hub.remote_code import ENTRY_MODULE, flat_module_name, flatten_source, remote_code_files
 from moeclip_hf.testing import BLOCK_PACKAGE_IMPORTS, randomize_moe, tiny_config, tiny_processor
 
 REPO_ID = "org/moeclip-tiny"
@@ -194,7 +195,7 @@ def test_remote_code_compiles_and_never_imports_the_package(exported):
 
 
 def test_remote_code_is_the_package_source_with_only_its_imports_rewritten():
-    for module in ["moeclip_hf.modeling.modeling_moeclip", "moeclip_hf.modeling.moe_lora", "moeclip_hf.pipelines"]:
+    for module in ["moeclip_hf.modeling.modeling_moeclip", "moeclip_hf.modeling.moe_lora", "moeclip_hf.inference.pipeline"]:
         original = Path(sys.modules[module].__file__).read_text().splitlines()
         flattened, _ = flatten_source(module)
         flattened = flattened.splitlines()[1:]  # the provenance banner
@@ -207,7 +208,7 @@ def test_remote_code_is_the_package_source_with_only_its_imports_rewritten():
 def test_flat_module_names():
     assert flat_module_name("moeclip_hf.modeling.moe_lora.layer") == "moe_lora_layer"
     assert flat_module_name("moeclip_hf.configuration.configuration_moeclip") == "configuration_moeclip"
-    assert flat_module_name("moeclip_hf.pipelines") == "pipelines"
+    assert flat_module_name("moeclip_hf.inference.pipeline") == "pipeline"
     with pytest.raises(ValueError, match="not a module of moeclip_hf"):
         flat_module_name("transformers.models")
 
@@ -320,10 +321,9 @@ def test_parameters_and_results_are_checked_and_made_json():
 # ---------------------------------------------------------------------------------------- model card
 
 
-def test_the_root_template_is_the_packaged_one():
-    packaged = Path(hub.__file__).parent / "export_templates" / "model_card.md"
-    assert (ROOT / "model_card.md").read_text() == packaged.read_text()
-    metadata, _ = hub.split_front_matter((ROOT / "model_card.md").read_text())
+def test_the_card_template_ships_with_the_package_and_tags_the_widget_task():
+    packaged = Path(model_card.__file__).parent / "model_card.md"
+    metadata, _ = model_card.split_front_matter(packaged.read_text())
     assert metadata["pipeline_tag"] == "image-segmentation"
 
 
@@ -335,7 +335,7 @@ def test_card_front_matter_names_the_task_tags_and_base_model(exported):
     assert metadata["pipeline_tag"] == "image-segmentation"
     assert {"anomaly-detection", "zero-shot", "clip", "moe", "lora", "moeclip"} <= set(metadata["tags"])
     assert metadata["license"] == "apache-2.0"
-    assert metadata["base_model"] == hub.DEFAULT_BASE_MODEL
+    assert metadata["base_model"] == model_card.DEFAULT_BASE_MODEL
     assert metadata["datasets"]
     assert {"src", "example_title"} <= set(metadata["widget"][0])
     assert "$" not in card.split("---\n", 2)[2].replace("$$", "")
@@ -372,19 +372,19 @@ def test_results_are_read_from_files_and_folders_and_percentages_kept(tmp_path):
 
 def test_card_without_results_has_no_model_index():
     card = hub.render_model_card(tiny_config())
-    metadata, body = hub.split_front_matter(card)
+    metadata, body = model_card.split_front_matter(card)
     assert "model-index" not in metadata
     assert "No evaluation results" in body
-    assert hub.PLACEHOLDER_REPO_ID in body
+    assert model_card.PLACEHOLDER_REPO_ID in body
 
 
 def test_base_model_is_the_clip_checkpoint_when_known(tmp_path):
     config = tiny_config()
     config._name_or_path = "openai/clip-vit-base-patch16"
-    assert hub.base_model_id(config) == "openai/clip-vit-base-patch16"
-    assert hub.base_model_id(config, repo_id="openai/clip-vit-base-patch16") == hub.DEFAULT_BASE_MODEL
+    assert model_card.base_model_id(config) == "openai/clip-vit-base-patch16"
+    assert model_card.base_model_id(config, repo_id="openai/clip-vit-base-patch16") == model_card.DEFAULT_BASE_MODEL
     config._name_or_path = str(tmp_path)
-    assert hub.base_model_id(config) == hub.DEFAULT_BASE_MODEL
+    assert model_card.base_model_id(config) == model_card.DEFAULT_BASE_MODEL
 
 
 # ------------------------------------------------------------------------------------------------- push
@@ -409,7 +409,7 @@ class RecordingApi:
 
 def test_push_to_hub_creates_the_repository_and_uploads_the_export(monkeypatch, model):
     RecordingApi.calls = []
-    monkeypatch.setattr(hub, "HfApi", RecordingApi)
+    monkeypatch.setattr(export, "HfApi", RecordingApi)
     commit = hub.push_to_hub(model, REPO_ID, results=RESULTS, private=True, token="hf_test", processor=tiny_processor())
     assert commit == "commit-info"
     (_, token), (_, created, create_kwargs), (_, uploaded, folder, files, upload_kwargs) = RecordingApi.calls

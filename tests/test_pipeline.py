@@ -9,7 +9,7 @@ from transformers import pipeline
 from moeclip_hf import MoECLIPModel
 from moeclip_hf.cli import main
 from moeclip_hf.testing import save_tiny_model, tiny_processor
-from moeclip_hf.visualization import contour, overlay
+from moeclip_hf.inference.visualization import contour, overlay
 
 
 @pytest.fixture(scope="module")

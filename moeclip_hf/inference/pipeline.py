@@ -12,8 +12,8 @@ from PIL import Image
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .data.images import read_image
-from .modeling.prompts import CLASS_AGNOSTIC_DESCRIPTION, is_known_class
+from ..data.images import read_image
+from ..modeling.prompts import CLASS_AGNOSTIC_DESCRIPTION, is_known_class
 
 TASK = "zero-shot-anomaly-detection"
 OUTPUT_FORMATS = ("anomaly", "segmentation")

@@ -29,10 +29,10 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from .configuration import MoECLIPConfig
-from .modeling.modeling_moeclip import MoECLIPModel
-from .modeling.processing_moeclip import MoECLIPProcessor
-from .pipelines import TASK, ZeroShotAnomalyDetectionPipeline
+from ..configuration import MoECLIPConfig
+from ..modeling.modeling_moeclip import MoECLIPModel
+from ..modeling.processing_moeclip import MoECLIPProcessor
+from ..inference.pipeline import TASK, ZeroShotAnomalyDetectionPipeline
 
 PACKAGE = __name__.split(".")[0]
 #: The flat module every `auto_map` and `custom_pipelines` entry names.

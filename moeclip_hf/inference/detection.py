@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from transformers import pipeline
 
-from .data.images import read_image
-from .pipelines import TASK
+from ..data.images import read_image
+from .pipeline import TASK
 from .visualization import overlay
 
 

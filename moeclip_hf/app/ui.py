@@ -670,7 +670,7 @@ def create_app(model: Any = None):
     otherwise this file's app on the repository's remote code (without the routing tab)."""
     model = model if model is not None else default_model()
     try:  # by name, so that the file holds no import of the package (the export's checks look for none)
-        package_app = importlib.import_module("moeclip_hf.app")
+        package_app = importlib.import_module("moeclip_hf.app.serve")
     except ImportError:
         return build_demo(load_detector(model), model_name=str(model))
     return package_app.build_app(model)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .export_templates.space_app import (
+from .ui import (
     IMAGE_FORMATS,
     MAX_BATCH_FILES,
     MAX_PIXELS,
@@ -48,14 +48,14 @@ from .export_templates.space_app import (
     load_upload,
     suggestions_from_descriptions,
 )
-from .export_templates.space_app import analyse_batch as _analyse_batch
-from .export_templates.space_app import analyse_image as _analyse_image
-from .modeling.prompts import CLASS_DESCRIPTIONS
-from .pipelines import TASK, ZeroShotAnomalyDetectionPipeline
-from .serve import DEFAULT_HOST, DEFAULT_PORT, add_serve_parser, run_serve
-from .visualization import overlay
+from .ui import analyse_batch as _analyse_batch
+from .ui import analyse_image as _analyse_image
+from ..modeling.prompts import CLASS_DESCRIPTIONS
+from ..inference.pipeline import TASK, ZeroShotAnomalyDetectionPipeline
+from ..serve import DEFAULT_HOST, DEFAULT_PORT, add_serve_parser, run_serve
+from ..inference.visualization import overlay
 
-SPACE_APP_TEMPLATE = "space_app.py"
+SPACE_APP_TEMPLATE = "ui.py"
 #: Synthetic example images shown under the Detect tab: (category, defect, class name typed for it, seed).
 EXAMPLES = (
     ("hex_nut", "scratch", "hex nut", 3),
@@ -113,7 +113,7 @@ def analyse_batch(
 def explain_routing(detector: Any, image: Image.Image, class_name: str, output_dir: Path) -> tuple[list, str]:
     """`moeclip explain` on one image into `output_dir`: its figures (routing per MoE layer, then the anomaly
     maps per layer and scale) as `(PIL image, caption)` pairs, and the report's Markdown."""
-    from .analysis import explain_image
+    from ..analysis import explain_image
 
     report = explain_image(detector.model, detector.processor, image, class_name, output_dir)
     captions = {
@@ -131,7 +131,7 @@ def explain_routing(detector: Any, image: Image.Image, class_name: str, output_d
 
 def write_examples(folder: Path) -> list[tuple[str, str]]:
     """Render the synthetic example images into `folder` (inside the app's temporary folder)."""
-    from .data.synthetic import render
+    from ..data.synthetic import render
 
     folder.mkdir(parents=True, exist_ok=True)
     examples = []
@@ -195,7 +195,7 @@ def launch(model: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **kwa
 
 def space_app_source() -> str:
     """The source of the Space app (`export_templates/space_app.py`), as written to an export's `app.py`."""
-    return resources.files(f"{__package__}.export_templates").joinpath(SPACE_APP_TEMPLATE).read_text(encoding="utf-8")
+    return resources.files(__package__).joinpath(SPACE_APP_TEMPLATE).read_text(encoding="utf-8")
 
 
 def write_space_app(folder: str | os.PathLike[str]) -> Path:
