@@ -30,7 +30,7 @@ from .data.synthetic import CATEGORIES, generate_splits
 from .evaluation.runner import BenchmarkResult, evaluate_dataset, write_results
 from .modeling.modeling_moeclip import MoECLIPModel
 from .modeling.processing_moeclip import MoECLIPProcessor
-from .testing import demo_config, tiny_processor
+from .presets import demo_config, tiny_processor
 from .inference.visualization import overlay
 
 logger = logging.getLogger(__name__)

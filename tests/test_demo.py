@@ -10,7 +10,7 @@ from moeclip_hf.cli import main
 from moeclip_hf.data.synthetic import CATEGORIES
 from moeclip_hf.demo import HEADLINE_METRICS, PANEL_HEIGHT, SPLITS, STAGES, DemoSettings, run_demo, showcase_images
 from moeclip_hf.modeling.modeling_moeclip import MoECLIPModel
-from moeclip_hf.testing import demo_config, tiny_processor
+from moeclip_hf.presets import demo_config, tiny_processor
 
 
 def test_a_short_demo_writes_the_table_the_overlays_and_the_report(tmp_path, capsys):

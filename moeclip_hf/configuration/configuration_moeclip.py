@@ -7,7 +7,7 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
 
-from ..modeling.moe_lora.config import MoELoraConfig
+from .configuration_moe_lora import MoELoraConfig
 
 DOMAINS = ("industrial", "medical")
 _MOE_FIELDS = ("layers", "num_experts", "top_k", "r", "lora_alpha", "lora_dropout", "residual_weight", "eps", "use_fofs", "fofs_seed")

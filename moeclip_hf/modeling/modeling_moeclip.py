@@ -112,7 +112,7 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
 
     ```python
     >>> from moeclip_hf import MoECLIPModel
-    >>> from moeclip_hf.testing import tiny_config, tiny_processor
+    >>> from moeclip_hf.presets import tiny_config, tiny_processor
     >>> model = MoECLIPModel(tiny_config()).eval()
     >>> processor = tiny_processor()
     >>> from PIL import Image

@@ -41,7 +41,7 @@ from ..data.transforms import ClipPreprocess, JointAugmentation
 from ..modeling.modeling_moeclip import MoECLIPModel
 from ..modeling.moe_lora import MoELoraLayer
 from ..modeling.processing_moeclip import MoECLIPProcessor, clip_image_processor
-from ..testing import tiny_config, tiny_processor
+from ..presets import tiny_config, tiny_processor
 from .arguments import (
     TINY_CLIP,
     DataArguments,

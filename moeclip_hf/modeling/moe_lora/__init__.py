@@ -1,6 +1,6 @@
 """MoE-LoRA: patch-routed LoRA experts with frozen orthogonal A matrices (FOFS), as a PEFT tuner."""
 
-from .config import MOE_LORA_PEFT_TYPE, MoELoraConfig
+from ...configuration.configuration_moe_lora import MOE_LORA_PEFT_TYPE, MoELoraConfig
 from .layer import MoELayerOutput, MoELoraLayer, feature_chunks, fofs_matrices
 from .losses import balance_loss, etf_loss, etf_target
 from .model import MoELoraModel

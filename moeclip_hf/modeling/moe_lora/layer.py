@@ -11,7 +11,7 @@ from peft.tuners._buffer_dict import BufferDict
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
-from .config import MoELoraConfig
+from ...configuration.configuration_moe_lora import MoELoraConfig
 from .losses import balance_loss, etf_loss
 
 

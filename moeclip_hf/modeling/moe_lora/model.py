@@ -10,7 +10,7 @@ from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 from transformers import CLIPVisionConfig
 
-from .config import MoELoraConfig
+from ...configuration.configuration_moe_lora import MoELoraConfig
 from .layer import MoELoraLayer
 
 _ENCODER_LAYER_KEY = re.compile(r"(?:^|\.)encoder\.layers\.(\d+)$")
