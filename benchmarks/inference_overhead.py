@@ -55,10 +55,10 @@ def build_models(geometry: str, device: torch.device, dtype: torch.dtype) -> tup
         text_config={**spec["text"], "hidden_act": "quick_gelu"},
         image_size=spec["image_size"],
         feature_layers=spec["layers"],
-        moe={"layers": spec["layers"]},
+        moe_config={"layers": spec["layers"]},
     )
     model = MoECLIPModel(config).eval()
-    model.load_vision_tower_weights(tower.state_dict())
+    model.moe_tuner.load_tower_state_dict(tower.state_dict())
     with torch.no_grad():
         for layer in model.moe_layers():
             torch.nn.init.normal_(layer.moe_router["default"].weight, std=0.02)

@@ -1,4 +1,8 @@
-"""The `moeclip` command: `moeclip detect | evaluate | demo | export ...`; `moeclip COMMAND --help` for each."""
+"""The `moeclip` command: `moeclip detect | evaluate | demo | export ...`; `moeclip COMMAND --help` for each.
+
+Building the parser imports only light modules (no torch, transformers, datasets or gradio), so `--help`
+answers at once; each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import demo
+from .app.serve import add_serve_parser
+from .benchmarks import DOMAINS
+from .data.layouts import list_benchmarks
 from .data.synthetic import CATEGORIES
-from .serve import add_serve_parser
+from .demo import settings as demo
+from .evaluation import PROTOCOLS
 
 DESCRIPTION = """\
 MoECLIP zero-shot anomaly detection (CVPR 2026) on transformers.
@@ -66,7 +73,9 @@ def run_demo(args: argparse.Namespace) -> int:
         output_dir=args.output, steps=args.steps, seed=args.seed, images_per_category=args.images_per_category,
         seen=tuple(args.seen), unseen=unseen, progress=not args.quiet,
     )
-    result = demo.run_demo(settings)
+    from .demo.run import run_demo as run
+
+    result = run(settings)
     per_class = [f"Per class after training, {split}:\n\n{result.results[split]['after'].to_markdown()}" for split in demo.SPLITS]
     print("\n" + "\n\n".join([demo.metrics_table(result.metrics), *per_class, demo.LIMITATION]))
     print(f"\nreport: {result.report_path}\ntrained model: {result.model_path}")
@@ -83,7 +92,7 @@ def add_detect_parser(subparsers) -> None:
     parser.add_argument("--model", required=True, help="a saved MoECLIP model folder or Hub id")
     parser.add_argument("--class-name", required=True, help='what the images show, in free text ("bottle", "brain scan")')
     parser.add_argument("--threshold", type=float, default=None, help="score threshold (default: the model's)")
-    parser.add_argument("--domain", choices=("industrial", "medical"), default=None, help="blur and score fusion (default: the model's)")
+    parser.add_argument("--domain", choices=DOMAINS, default=None, help="blur and score fusion (default: the model's)")
     parser.add_argument("--output", type=Path, default=Path("moeclip-detect"), help="folder for the overlay PNGs")
     parser.set_defaults(run=run_detect)
 
@@ -102,9 +111,6 @@ def run_detect(args: argparse.Namespace) -> int:
 
 
 def add_evaluate_parser(subparsers) -> None:
-    from .data import list_benchmarks
-    from .evaluation.runner import PROTOCOLS
-
     parser = subparsers.add_parser(
         "evaluate",
         help="per-class image and pixel AUROC / AP / AUPRO / F1-max tables",
@@ -129,7 +135,7 @@ def add_evaluate_parser(subparsers) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from .data import load_benchmark
+    from .data.loading import load_benchmark
     from .evaluation.runner import evaluate_dataset, write_results
 
     roots = args.data_root if len(args.data_root) == len(args.dataset) else args.data_root * len(args.dataset)
@@ -190,7 +196,7 @@ def add_explain_parser(subparsers) -> None:
     parser.add_argument("--model", required=True, help="a saved MoECLIP model folder or Hub id")
     parser.add_argument("--class-name", required=True, help="what the image shows, in free text")
     parser.add_argument("--output", type=Path, default=Path("moeclip-explain"), help="folder for the figures and report")
-    parser.add_argument("--domain", choices=("industrial", "medical"), default=None, help="blur and score fusion (default: the model's)")
+    parser.add_argument("--domain", choices=DOMAINS, default=None, help="blur and score fusion (default: the model's)")
     parser.set_defaults(run=run_explain)
 
 
@@ -203,8 +209,6 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def add_analyze_parser(subparsers) -> None:
-    from .data import list_benchmarks
-
     parser = subparsers.add_parser(
         "analyze",
         help="expert utilisation, similarity and patch statistics over a dataset",
@@ -226,7 +230,7 @@ def add_analyze_parser(subparsers) -> None:
 
 def run_analyze(args: argparse.Namespace) -> int:
     from .analysis import analyze_dataset
-    from .data import load_benchmark
+    from .data.loading import load_benchmark
 
     model, processor = _load_model(args.model)
     dataset = load_benchmark(args.dataset, args.data_root, split=args.split, classes=args.classes, meta_file=args.meta_file)
@@ -278,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
+    from .inference.registration import register
+
+    register()  # commands load saved folders through transformers' Auto classes and the pipeline
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError) as error:

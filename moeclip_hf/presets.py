@@ -81,7 +81,7 @@ def tiny_config(**overrides: Any) -> MoECLIPConfig:
     defaults = {
         "image_size": vision["image_size"],
         "feature_layers": [layers // 2, layers],
-        "moe": {"layers": [layers // 2, layers], "r": 4},
+        "moe_config": {"layers": [layers // 2, layers], "r": 4},
     }
     return MoECLIPConfig(vision_config=vision, text_config=text, **{**defaults, **overrides})
 
@@ -105,7 +105,7 @@ def demo_config(image_size: int = TINY_IMAGE_SIZE, **overrides: Any) -> MoECLIPC
     vision = {"num_hidden_layers": 6, "hidden_size": 128, "intermediate_size": 512, "num_attention_heads": 4,
               "patch_size": 4, "image_size": image_size, **overrides.pop("vision", {})}
     text = {"initializer_factor": 10.0, **overrides.pop("text", {})}
-    defaults = {"feature_layers": [2, 4, 6], "moe": {"layers": [2, 4, 6], "r": 8}, "image_size": image_size,
+    defaults = {"feature_layers": [2, 4, 6], "moe_config": {"layers": [2, 4, 6], "r": 8}, "image_size": image_size,
                 "trainable_text_projection": True}
     return tiny_config(vision=vision, text=text, **{**defaults, **overrides})
 

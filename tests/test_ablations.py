@@ -22,7 +22,7 @@ def forward(model: MoECLIPModel, **kwargs):
 
 
 def test_no_fofs_makes_a_trainable_and_drops_the_frozen_buffers():
-    with_fofs, without = MoECLIPModel(tiny_config()), MoECLIPModel(tiny_config(moe={"layers": [2, 4], "r": 4, "use_fofs": False}))
+    with_fofs, without = MoECLIPModel(tiny_config()), MoECLIPModel(tiny_config(moe_config={"layers": [2, 4], "r": 4, "use_fofs": False}))
     d, k, r = 64, 4, 4
     extra = sum(trainable(without).values()) - sum(trainable(with_fofs).values())
     assert extra == 2 * k * r * d  # one A of (K, r, d) per MoE layer
@@ -53,7 +53,7 @@ def test_a_linear_image_head_replaces_the_depthwise_adapter():
 
 
 def test_experts_top_k_layers_and_lambda_reach_every_moe_layer():
-    model = MoECLIPModel(tiny_config(moe={"layers": [1, 3], "num_experts": 3, "top_k": 1, "r": 4, "residual_weight": 0.3}))
+    model = MoECLIPModel(tiny_config(moe_config={"layers": [1, 3], "num_experts": 3, "top_k": 1, "r": 4, "residual_weight": 0.3}))
     layers = model.moe_layers()
     assert [layer.layer_index for layer in layers] == [0, 2]
     for layer in layers:
@@ -76,8 +76,8 @@ def test_train_py_flags_map_onto_the_config(tmp_path):
         "--feature-layers", "4", "--residual-weight", "0.2",
     ])
     overrides = model_args.config_overrides()
-    assert overrides["moe"] == {"num_experts": 2, "top_k": 1, "layers": [2, 4], "residual_weight": 0.2, "use_fofs": False}
+    assert overrides["moe_config"] == {"num_experts": 2, "top_k": 1, "layers": [2, 4], "residual_weight": 0.2, "use_fofs": False}
     assert (overrides["paa_scales"], overrides["image_head"], overrides["feature_layers"]) == ([1], "linear", [4])
     assert overrides["etf_loss_weight"] == 0.0
     config = tiny_config(**overrides)
-    assert config.moe["use_fofs"] is False and config.paa_scales == [1]
+    assert config.moe_config.use_fofs is False and config.paa_scales == [1]

@@ -27,7 +27,9 @@ from moeclip_hf.analysis import (
     routing_shares,
     selection_maps,
 )
-from moeclip_hf.data import generate, load_benchmark, normalize_pixels
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+from moeclip_hf.data import generate, load_benchmark
 from moeclip_hf.testing import randomize_moe, tiny_config, tiny_processor
 
 # ----------------------------------------------------------------------------------------------- fixtures
@@ -53,7 +55,8 @@ def picture(width: int = 90, height: int = 60, seed: int = 0) -> Image.Image:
 def gray_pixels(levels: np.ndarray) -> torch.Tensor:
     """CLIP-normalised (1, 3, H, W) pixels of an image whose three channels all hold the 8-bit `levels`."""
     unit = torch.tensor(levels, dtype=torch.float32).div(255.0).expand(1, 3, *levels.shape)
-    return normalize_pixels(unit)
+    mean, std = torch.tensor(OPENAI_CLIP_MEAN).view(3, 1, 1), torch.tensor(OPENAI_CLIP_STD).view(3, 1, 1)
+    return (unit - mean) / std
 
 
 def checkerboard(size: int, cell: int, low: int, high: int) -> np.ndarray:
@@ -212,7 +215,7 @@ def test_explain_image_writes_the_figures_the_shares_and_a_report_that_shows_the
 
 def test_explain_image_routing_shares_sum_to_one_over_experts(explanation, model):
     shares = json.loads((explanation.parent / "routing_shares.json").read_text())
-    num_experts, top_k = model.config.moe["num_experts"], model.config.moe["top_k"]
+    num_experts, top_k = model.config.moe_config.num_experts, model.config.moe_config.top_k
     assert shares["num_patches"] == model.config.grid_size**2
     assert sorted(int(layer) for layer in shares["layers"]) == [layer.layer_index + 1 for layer in model.moe_layers()]
     for layer in shares["layers"].values():
@@ -231,7 +234,7 @@ def test_explain_image_shares_are_the_models_patch_routing(explanation, model, p
         outputs = model(**inputs, return_routing=True)
     layers = [layer.layer_index + 1 for layer in model.moe_layers()]
     for layer, selected in zip(layers, outputs.selected_experts):
-        expected = routing_shares(patch_routing(selected), model.config.moe["num_experts"])
+        expected = routing_shares(patch_routing(selected), model.config.moe_config.num_experts)
         assert shares["layers"][str(layer)]["top1"]["share"] == pytest.approx(expected[0].tolist(), abs=1e-6)
 
 
@@ -285,12 +288,12 @@ def test_analyze_dataset_accumulates_batches_like_one_pass_over_all_images(analy
     images = dataset[:]["image"]
     pixel_values = processor(images=images, return_tensors="pt")["pixel_values"]
     with torch.no_grad():
-        _, outputs = model._run_vision_tower(pixel_values, return_routing=True)
-    num_experts = model.config.moe["num_experts"]
+        outputs = model.get_patch_features(pixel_values, layers=model.config.moe_config.layers, return_routing=True)
+    num_experts = model.config.moe_config.num_experts
     statistics = patch_statistics(pixel_values, model.config.vision_config.patch_size)
-    for layer, output in zip(analysis["layers"], outputs):
-        selected = patch_routing(output.top_k_indices)
-        expected = expert_similarity(patch_routing(output.hidden_states), selected, num_experts)
+    for layer, selected_experts, features in zip(analysis["layers"], outputs.selected_experts, outputs.patch_features):
+        selected = patch_routing(selected_experts)
+        expected = expert_similarity(features, selected, num_experts)
         assert np.allclose(analysis["similarity"][layer], expected.numpy(), atol=1e-5)
         utilisation = expert_utilisation(selected, num_experts).tolist()
         assert analysis["utilisation"][layer] == pytest.approx(utilisation, abs=1e-6)
@@ -312,7 +315,7 @@ def test_analyze_dataset_writes_figures_tables_summary_and_report(analysis, mode
         assert opens_as_png(files[name]), name
     with open(files["similarity_csv"], newline="") as handle:
         rows = list(csv.DictReader(handle))
-    num_experts = model.config.moe["num_experts"]
+    num_experts = model.config.moe_config.num_experts
     assert len(rows) == len(analysis["layers"]) * num_experts**2
     with open(files["patch_statistics_csv"], newline="") as handle:
         assert list(csv.DictReader(handle).fieldnames) == ["layer", "expert", "patches", *STATISTICS]

@@ -68,13 +68,13 @@ def saved_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(saved_model):
-    from moeclip_hf.app import serve as app
+    from moeclip_hf.app import serve, ui
 
-    demo = app.build_app(str(saved_model))
+    demo = serve.build_app(str(saved_model))
     port = free_port()
-    app.launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    serve.launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
     yield demo, f"http://127.0.0.1:{port}"
-    app.close_demo(demo)
+    ui.close_demo(demo)
 
 
 @pytest.fixture()
@@ -124,7 +124,9 @@ def screenshot(page, tmp_path: Path, name: str) -> Path:
 def test_upload_name_the_class_and_see_score_verdict_overlay_and_routing(page, server, saved_model, tmp_path):
     from transformers import pipeline
 
-    import moeclip_hf  # noqa: F401  (registers the task)
+    import moeclip_hf
+
+    moeclip_hf.register()  # the task, for transformers' `pipeline`
 
     demo, origin = server
     workspace = Path(demo.moeclip_workspace.name)
@@ -190,7 +192,7 @@ def test_non_images_and_oversized_uploads_are_refused_with_a_message_on_the_page
     page.locator("#detect").click()
     page.locator("#status").get_by_text("Refused").wait_for()
     status = page.locator("#status").inner_text()
-    assert "notes.png is not an image the app can read" in status and workspace not in status
+    assert "cannot read image notes.png: not a PNG, JPEG" in status and workspace not in status
     assert page.locator("#overlay img").count() == 0
 
     page.get_by_role("tab", name="Batch").click()
@@ -203,6 +205,6 @@ def test_non_images_and_oversized_uploads_are_refused_with_a_message_on_the_page
     page.locator("#batch-run").click()
     status = page.locator("#batch-status")
     status.get_by_text("Refused").wait_for()
-    assert "notes.png is not an image the app can read" in status.inner_text()
+    assert "cannot read image notes.png: not a PNG, JPEG" in status.inner_text()
     assert page.locator("#batch-table").get_by_text("tablet.png").count() >= 1
     assert page.blocked_requests == [], page.blocked_requests

@@ -1,7 +1,7 @@
 """Bad and hostile inputs at every public entry point: a clear error naming the input, or the documented conversion.
 
 The entry points: `MoECLIPProcessor` and `MoECLIPModel.forward`, `pipeline("zero-shot-anomaly-detection")`,
-`moeclip detect`, `moeclip evaluate`, `train.py` (`moeclip_hf.training.main`), `load_benchmark`,
+`moeclip detect`, `moeclip evaluate`, `train.py` (its `main`), `load_benchmark`,
 `MoECLIPModel.from_pretrained`, training resumption and the endpoint handler. Nothing may hang, die in a
 DataLoader worker without saying which file, or exhaust memory.
 
@@ -22,6 +22,7 @@ import hashlib
 import json
 import pickle
 import re
+import runpy
 import shutil
 import struct
 import subprocess
@@ -44,8 +45,10 @@ from moeclip_hf.hub import handler
 from moeclip_hf.modeling.processing_moeclip import MAX_PROMPT_LENGTH
 from moeclip_hf.testing import save_tiny_model, tiny_config, tiny_processor
 from moeclip_hf.training import DataArguments, ModelArguments, TrainingArguments, train
-from moeclip_hf.training import main as train_py
 from moeclip_hf.training.checkpointing import MANIFEST_NAME, load_model_weights
+
+#: `main` of the repository's train.py, called in-process as the command line calls it.
+train_py = runpy.run_path(str(Path(__file__).resolve().parents[1] / "train.py"))["main"]
 
 PACKAGE_ROOT = Path(moeclip_hf.__file__).parent
 #: Width and height of the test pictures: not square, so a map of the wrong orientation shows.
@@ -247,7 +250,7 @@ def test_a_huge_image_is_refused_from_its_header_before_any_pixel_is_decoded(det
     started = time.perf_counter()
     with pytest.raises(ValueError, match=re.escape(f"cannot read image {path}") + ".*exceeds limit"):
         read_image(path)
-    with pytest.raises(ValueError, match=r"cannot read image <in-memory image>.*exceeds limit"):
+    with pytest.raises(ValueError, match=r"cannot read image <image bytes>.*exceeds limit"):
         detector(payload, class_name="bottle")
     with pytest.raises(ValueError, match="not a decodable image.*exceeds limit"):
         handler.read_request_image(payload)
@@ -491,14 +494,14 @@ def test_meta_file_paths_outside_the_root_are_refused_by_evaluate_and_train_py(s
 
 
 def set_field(section: str | None, **values):
-    """An edit of config.json: set `values` in `section` (a sub-dict such as "moe"), or at the top level."""
+    """An edit of config.json: set `values` in `section` (a sub-dict such as "moe_config"), or at the top level."""
     return lambda config: (config if section is None else config[section]).update(values)
 
 
 #: case -> (the edit of a valid config.json, what the error says)
 ABSURD_CONFIGS = {
-    "1e9 experts": (set_field("moe", num_experts=1e9), "MoELoraConfig.num_experts must be in [1, 1024]"),
-    "negative rank": (set_field("moe", r=-4), "MoELoraConfig.r must be a positive rank"),
+    "1e9 experts": (set_field("moe_config", num_experts=1e9), "MoELoraConfig.num_experts must be in [1, 1024]"),
+    "negative rank": (set_field("moe_config", r=-4), "MoELoraConfig.r must be a positive rank"),
     "1e9 hidden size": (
         set_field("vision_config", hidden_size=10**9),
         "vision_config.hidden_size must be an integer in [1, 16384]",

@@ -346,14 +346,6 @@ def test_image_size_gives_clip_tensors_and_zero_masks_for_normal_images(tmp_path
     assert batch["pixel_values"].shape == (2, 3, 16, 16) and batch["label"].tolist() == [1, 0]
 
 
-def test_augment_needs_an_image_size(tmp_path):
-    make_mvtec(tmp_path, {"bottle": {"good": 1}})
-    with pytest.raises(ValueError, match="image_size"):
-        load_benchmark("mvtec", tmp_path, augment=True)
-    row = load_benchmark("mvtec", tmp_path, image_size=16, augment=True)[0]
-    assert row["pixel_values"].shape == (3, 16, 16)
-
-
 # Bad folders fail early, by name
 
 

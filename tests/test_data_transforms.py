@@ -15,61 +15,69 @@ import pytest
 import torch
 from PIL import Image
 
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
 from moeclip_hf.data import (
-    CLIP_MEAN,
-    CLIP_STD,
     ClipPreprocess,
     JointAugmentation,
     load_benchmark,
-    make_transform,
-    preprocess_image,
     preprocess_mask,
     read_image,
     read_mask,
     read_pair,
     validate_images,
 )
+from moeclip_hf.modeling.processing_moeclip import clip_image_processor
+from moeclip_hf.presets import tiny_processor
 
-# Preprocessing
+# Preprocessing: one path, the processor's
+
+
+def test_the_training_transform_gives_the_processors_pixels_exactly():
+    """One preprocessing path: what training and evaluation feed the model is what MoECLIPProcessor gives."""
+    rng = np.random.default_rng(0)
+    processor = tiny_processor(image_size=48)
+    for image in (
+        Image.fromarray(rng.integers(0, 256, (37, 61, 3), dtype=np.uint8)),
+        Image.fromarray(rng.integers(0, 256, (90, 30, 3), dtype=np.uint8)),
+        Image.new("RGB", (48, 48), (200, 100, 30)),
+    ):
+        expected = processor(images=image, return_tensors="pt")["pixel_values"][0]
+        pixels, _ = ClipPreprocess(processor.image_processor)(image)
+        assert torch.equal(pixels, expected)
 
 
 def test_constant_colour_maps_to_clip_normalised_values():
     color = (200, 100, 30)
-    pixels = preprocess_image(Image.new("RGB", (40, 30), color), image_size=24)
+    pixels, _ = ClipPreprocess(clip_image_processor(24))(Image.new("RGB", (40, 30), color))
 
     assert pixels.shape == (3, 24, 24) and pixels.dtype == torch.float32
-    expected = [(c / 255 - m) / s for c, m, s in zip(color, CLIP_MEAN, CLIP_STD, strict=True)]
+    expected = [(c / 255 - m) / s for c, m, s in zip(color, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, strict=True)]
     torch.testing.assert_close(pixels, torch.tensor(expected).view(3, 1, 1).expand(3, 24, 24))
 
 
 def test_resize_squashes_without_cropping():
     image = np.zeros((20, 60, 3), dtype=np.uint8)
     image[:, :10] = (255, 0, 0)  # a red band on the far left, which a centre crop would cut off
-    pixels = preprocess_image(Image.fromarray(image), image_size=30)
-    red = (1.0 - CLIP_MEAN[0]) / CLIP_STD[0]
+    pixels, _ = ClipPreprocess(clip_image_processor(30))(Image.fromarray(image))
+    red = (1.0 - OPENAI_CLIP_MEAN[0]) / OPENAI_CLIP_STD[0]
     assert torch.allclose(pixels[0, :, 0], torch.full((30,), red), atol=1e-5)
 
 
 def test_mask_is_nearest_resized_binary_and_zero_when_absent():
     values = np.zeros((10, 10), dtype=np.uint8)
     values[:5, :5] = 1  # VisA-style masks store small class indices, not 255
-    mask = preprocess_mask(Image.fromarray(values), image_size=20)
+    mask = preprocess_mask(Image.fromarray(values), (20, 20))
 
     assert mask.shape == (1, 20, 20) and mask.dtype == torch.float32
     assert set(mask.unique().tolist()) == {0.0, 1.0}
     assert mask[0, :10, :10].all() and not mask[0, 10:, :].any() and not mask[0, :, 10:].any()
-    assert torch.equal(preprocess_mask(None, image_size=20), torch.zeros(1, 20, 20))
+    assert torch.equal(preprocess_mask(None, (20, 20)), torch.zeros(1, 20, 20))
 
 
 def test_clip_preprocess_returns_the_pair_of_tensors():
-    pixels, mask = ClipPreprocess(16)(Image.new("RGB", (8, 8)), Image.new("L", (8, 8), 255))
+    pixels, mask = ClipPreprocess(clip_image_processor(16))(Image.new("RGB", (8, 8)), Image.new("L", (8, 8), 255))
     assert pixels.shape == (3, 16, 16) and torch.equal(mask, torch.ones(1, 16, 16))
-
-
-@pytest.mark.parametrize("size", [0, -3, 2.5, True])
-def test_image_size_must_be_a_positive_int(size):
-    with pytest.raises(ValueError, match="image_size"):
-        preprocess_image(Image.new("RGB", (8, 8)), image_size=size)
 
 
 # The joint augmentation
@@ -131,7 +139,7 @@ def test_batched_augmentation_draws_per_sample():
     assert len({out_masks[index].sum().item() for index in range(6)}) > 1
 
 
-def test_augmented_dataset_rows_keep_image_and_mask_aligned(tmp_path):
+def test_augmented_rows_keep_image_and_mask_aligned(tmp_path):
     image, mask = bright_shape(32)
     folder = tmp_path / "part" / "test" / "crack"
     folder.mkdir(parents=True)
@@ -141,13 +149,13 @@ def test_augmented_dataset_rows_keep_image_and_mask_aligned(tmp_path):
         tmp_path / "part" / "ground_truth" / "crack" / "0_mask.png"
     )
     dataset = load_benchmark("mvtec", tmp_path)
-    dataset.set_transform(make_transform(32, augment=True, generator=torch.Generator().manual_seed(1)))
+    preprocess = ClipPreprocess(clip_image_processor(32))
 
-    for _ in range(4):
+    for seed in range(4):
         row = dataset[0]
-        std = torch.tensor(CLIP_STD).view(3, 1, 1)
-        mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-        unit = row["pixel_values"] * std + mean
+        pixel_values, row_mask = preprocess(row["image"], row["mask"], JointAugmentation.for_sample(1, 0, seed))
+        row = {"pixel_values": pixel_values, "mask": row_mask}
+        unit = row["pixel_values"] * preprocess.std + preprocess.mean
         bright = unit.mean(0, keepdim=True) > 0.5 * unit.mean(0).max()
         overlap = (bright & row["mask"].bool()).sum() / (bright | row["mask"].bool()).sum()
         assert overlap > 0.7

@@ -8,7 +8,8 @@ from PIL import Image
 
 from moeclip_hf.cli import main
 from moeclip_hf.data.synthetic import CATEGORIES
-from moeclip_hf.demo import HEADLINE_METRICS, PANEL_HEIGHT, SPLITS, STAGES, DemoSettings, run_demo, showcase_images
+from moeclip_hf.demo.run import run_demo, showcase_images
+from moeclip_hf.demo.settings import HEADLINE_METRICS, PANEL_HEIGHT, SPLITS, STAGES, DemoSettings
 from moeclip_hf.modeling.modeling_moeclip import MoECLIPModel
 from moeclip_hf.presets import demo_config, tiny_processor
 

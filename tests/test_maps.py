@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from moeclip_hf import MoECLIPConfig
 from moeclip_hf.modeling.maps import (
-    BLUR_SETTINGS,
-    SCORE_FUSION_WEIGHTS,
     anomaly_logit_map,
     fuse_image_score,
     gaussian_blur,
@@ -23,6 +22,12 @@ from moeclip_hf.modeling.maps import (
     protocol_anomaly_map,
     training_probabilities,
 )
+
+
+def blur(domain: str) -> tuple[int, float]:
+    """The default (kernel size, sigma) of a domain's map blur."""
+    config = MoECLIPConfig()
+    return config.blur_kernel_sizes[domain], config.blur_sigmas[domain]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "released_parity.safetensors"
 
@@ -116,7 +121,7 @@ def test_training_probabilities_reject_bad_channels_and_size():
 
 @pytest.mark.parametrize("domain", ["industrial", "medical"])
 def test_gaussian_blur_matches_kornia_reflect(domain):
-    kernel_size, sigma = BLUR_SETTINGS[domain]
+    kernel_size, sigma = blur(domain)
     maps = torch.randn(2, 3, 7, 7)
     expected = kornia.filters.gaussian_blur2d(maps, (kernel_size, kernel_size), (sigma, sigma))
     torch.testing.assert_close(gaussian_blur(maps, kernel_size, sigma), expected, atol=1e-6, rtol=0)
@@ -149,9 +154,11 @@ def test_gaussian_blur_rejects_bad_settings():
 # ------------------------------------------------------------------------------------ test-time maps
 
 
-def test_blur_and_fusion_constants():
-    assert BLUR_SETTINGS == {"industrial": (7, 1.0), "medical": (9, 1.5)}
-    assert SCORE_FUSION_WEIGHTS == {"industrial": 0.5, "medical": 1.0}
+def test_blur_and_fusion_defaults_are_the_released_constants():
+    config = MoECLIPConfig()
+    assert config.blur_kernel_sizes == {"industrial": 7, "medical": 9}
+    assert config.blur_sigmas == {"industrial": 1.0, "medical": 1.5}
+    assert config.score_fusion_weights == {"industrial": 0.5, "medical": 1.0}
 
 
 def test_anomaly_logit_map_hand_example():
@@ -163,14 +170,14 @@ def test_anomaly_logit_map_hand_example():
 
 @pytest.mark.parametrize(("domain", "key"), [("industrial", "maps.test_industrial"), ("medical", "maps.test_medical")])
 def test_protocol_map_matches_released_code(released, released_logits, domain, key):
-    kernel_size, sigma = BLUR_SETTINGS[domain]
+    kernel_size, sigma = blur(domain)
     anomaly_map = protocol_anomaly_map(released_logits.unsqueeze(1), 28, kernel_size, sigma)
     torch.testing.assert_close(anomaly_map, released[key], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("domain", ["industrial", "medical"])
 def test_protocol_map_sum_first_equals_blur_upsample_each_then_sum(domain):
-    kernel_size, sigma = BLUR_SETTINGS[domain]
+    kernel_size, sigma = blur(domain)
     torch.manual_seed(0)
     logits = 100.0 * torch.rand(2, 6, 2, 9, 9, dtype=torch.float64)
     per_map = [
@@ -198,7 +205,7 @@ def test_protocol_map_rejects_logits_without_map_dim():
 def test_probability_map_is_mean_of_softmax_of_upsampled_blurred_channels():
     torch.manual_seed(0)
     logits = 5.0 * torch.randn(2, 6, 2, 9, 9, dtype=torch.float64)
-    kernel_size, sigma = BLUR_SETTINGS["medical"]
+    kernel_size, sigma = blur("medical")
     per_map = [
         upsample(gaussian_blur(logits[:, m], kernel_size, sigma), 36).softmax(dim=1)[:, 1] for m in range(6)
     ]
@@ -242,7 +249,7 @@ def test_image_anomaly_score_hand_example():
 def test_fuse_image_score_hand_example():
     map_max, score = torch.tensor([0.8, 0.2]), torch.tensor([0.4, 1.0])
     torch.testing.assert_close(fuse_image_score(map_max, score, 0.5), torch.tensor([0.6, 0.6]))
-    torch.testing.assert_close(fuse_image_score(map_max, score, SCORE_FUSION_WEIGHTS["medical"]), map_max)
+    torch.testing.assert_close(fuse_image_score(map_max, score, MoECLIPConfig().score_fusion_weights["medical"]), map_max)
     torch.testing.assert_close(fuse_image_score(map_max, score, 0.0), score)
     with pytest.raises(ValueError, match="map_weight"):
         fuse_image_score(map_max, score, 1.5)

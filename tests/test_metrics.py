@@ -17,22 +17,23 @@ from sklearn.metrics import average_precision_score
 from sklearn.metrics import precision_recall_curve
 from sklearn.metrics import roc_auc_score
 
-from moeclip_hf.evaluation import INDUSTRIAL_SCORE_FUSION_WEIGHT
-from moeclip_hf.evaluation import MEDICAL_SCORE_FUSION_WEIGHT
-from moeclip_hf.evaluation import METRIC_NAMES
+from moeclip_hf.benchmarks import METRIC_NAMES
+from moeclip_hf.modeling.maps import fuse_image_score
+from moeclip_hf.configuration.configuration_moeclip import DEFAULT_SCORE_FUSION_WEIGHTS
 from moeclip_hf.evaluation import ClassMetricAccumulator
 from moeclip_hf.evaluation import aupro
 from moeclip_hf.evaluation import auroc
 from moeclip_hf.evaluation import average_precision
 from moeclip_hf.evaluation import classification_metrics
 from moeclip_hf.evaluation import f1_max
-from moeclip_hf.evaluation import fuse_image_scores
 from moeclip_hf.evaluation import has_both_classes
 from moeclip_hf.evaluation import metrics
 from moeclip_hf.evaluation import normalize_class_maps
 from moeclip_hf.evaluation import segmentation_metrics
 
 TOLERANCE = 1e-9
+
+INDUSTRIAL = DEFAULT_SCORE_FUSION_WEIGHTS["industrial"]
 
 
 def sklearn_f1_max(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -396,21 +397,21 @@ class TestClassMetricAccumulator:
             np.array([[[0.0, 1.0]], [[0.0, 0.5]], [[0.25, 0.25]]], dtype=np.float32),
         )
         np.testing.assert_allclose(
-            fuse_image_scores(scores, [1.0, 0.5, 0.25], INDUSTRIAL_SCORE_FUSION_WEIGHT).numpy(),
+            fuse_image_score(torch.tensor([1.0, 0.5, 0.25], dtype=torch.float64), torch.from_numpy(scores), INDUSTRIAL).numpy(),
             [0.5, 0.75, 0.225],
             atol=1e-15,
         )
         accumulator = ClassMetricAccumulator()
         accumulator.update(scores[:2], labels[:2], maps[:2], masks[:2])
         accumulator.update(scores[2:], labels[2:], maps[2:], masks[2:])
-        protocol = accumulator.compute(normalize_maps=True, score_fusion_weight=INDUSTRIAL_SCORE_FUSION_WEIGHT)
+        protocol = accumulator.compute(normalize_maps=True, score_fusion_weight=INDUSTRIAL)
         assert protocol["image_auroc"] == 0.5
         assert protocol["image_ap"] == 0.5
         assert protocol["image_f1_max"] == pytest.approx(2 / 3, abs=1e-15)
         assert protocol["pixel_auroc"] == 1.0
         assert accumulator.compute(score_fusion_weight=0.5)["image_auroc"] == 1.0
         assert accumulator.compute()["image_auroc"] == 0.0
-        medical = accumulator.compute(normalize_maps=True, score_fusion_weight=MEDICAL_SCORE_FUSION_WEIGHT)
+        medical = accumulator.compute(normalize_maps=True, score_fusion_weight=DEFAULT_SCORE_FUSION_WEIGHTS["medical"])
         assert medical["image_auroc"] == 1.0
 
     def test_protocol_equals_normalising_and_fusing_by_hand(self) -> None:

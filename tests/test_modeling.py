@@ -111,14 +111,14 @@ def test_patch_features_are_the_moe_layers_outputs_not_the_pre_moe_hidden_states
     ]
     try:
         with torch.no_grad():
-            states, _ = model._run_vision_tower(pixel_values, return_routing=False)
+            features = model.get_patch_features(pixel_values)
             hidden_states = model.vision_model(pixel_values, output_hidden_states=True).hidden_states
     finally:
         for handle in handles:
             handle.remove()
     for position, layer in enumerate(model.config.feature_layers):
         assert isinstance(model.vision_model.encoder.layers[layer - 1], MoELoraLayer)
-        torch.testing.assert_close(states[:, position], recorded[layer - 1], rtol=0, atol=0)
+        torch.testing.assert_close(features.patch_features[position], recorded[layer - 1][:, 1:], rtol=0, atol=0)
         # transformers' own capture records the wrapped layer's output, i.e. before the MoE rewrote it
         assert not torch.allclose(hidden_states[layer], recorded[layer - 1])
 
@@ -149,10 +149,10 @@ def test_save_and_load_restore_identical_outputs_and_fofs_matrices(tiny, tmp_pat
     assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin"))
     config_file = tmp_path / "config.json"
     saved = json.loads(config_file.read_text())
-    saved["moe"]["fofs_seed"] = 1234
+    saved["moe_config"]["fofs_seed"] = 1234
     config_file.write_text(json.dumps(saved))
     reloaded = MoECLIPModel.from_pretrained(tmp_path).eval()
-    assert reloaded.config.moe["fofs_seed"] == 1234
+    assert reloaded.config.moe_config.fofs_seed == 1234
     trainable = {name for name, p in reloaded.named_parameters() if p.requires_grad}
     assert trainable == {name for name, p in model.named_parameters() if p.requires_grad}
     for before, after in zip(model.moe_layers(), reloaded.moe_layers()):
@@ -211,7 +211,7 @@ def test_routing_is_returned_on_request(tiny):
     with torch.no_grad():
         out = model(**processor(images=images(1), class_names="bottle", return_tensors="pt"), return_routing=True)
     tokens = model.config.grid_size**2 + 1
-    assert len(out.router_probs) == len(model.config.moe["layers"])
+    assert len(out.router_probs) == len(model.config.moe_config.layers)
     assert out.router_probs[0].shape == (1, tokens, 4) and out.selected_experts[0].shape == (1, tokens, 2)
     torch.testing.assert_close(out.routing_weights[0].sum(-1), torch.ones(1, tokens))
 
@@ -241,8 +241,8 @@ def test_missing_prompts_raise_a_clear_error(tiny):
     "overrides, field",
     [
         ({"feature_layers": [2, 9]}, "feature_layers"),
-        ({"moe": {"layers": [5]}}, "moe.layers"),
-        ({"moe": {"top_k": 5}}, "top_k"),
+        ({"moe_config": {"layers": [5]}}, "moe_config.layers"),
+        ({"moe_config": {"top_k": 5}}, "top_k"),
         ({"paa_scales": [1, 2]}, "paa_scales"),
         ({"image_size": 60}, "patch size"),
         ({"domain": "space"}, "domain"),
@@ -263,7 +263,7 @@ def test_from_clip_builds_a_model_from_a_saved_clip_and_resizes_position_embeddi
     torch.manual_seed(0)
     clip = CLIPModel(clip_config).eval()
     clip.save_pretrained(tmp_path)
-    model = MoECLIPModel.from_clip(str(tmp_path), image_size=64, feature_layers=[2, 4], moe={"layers": [2, 4], "r": 4})
+    model = MoECLIPModel.from_clip(str(tmp_path), image_size=64, feature_layers=[2, 4], moe_config={"layers": [2, 4], "r": 4})
     assert model.config.grid_size == 8
     positions = model.vision_model.embeddings.position_embedding.weight
     expected = resize_position_embeddings(clip.vision_model.embeddings.position_embedding.weight, 8)

@@ -188,7 +188,7 @@ def valid_configs(draw: st.DrawFn) -> MoECLIPConfig:
     return tiny_config(
         image_size=8 * grid,
         feature_layers=feature_layers,
-        moe=moe,
+        moe_config=moe,
         paa_scales=draw(st.lists(st.sampled_from(odd_scales), min_size=1, max_size=3)),
         logit_scale=draw(st.floats(1.0, 200.0)),
         segmentation_leaky_relu=draw(st.booleans()),
@@ -248,6 +248,6 @@ def test_tower_sizes_outside_their_bounds_are_refused_by_name(field, value):
     tower, name = field
     if name == "hidden_size":
         value *= 4  # stay a multiple of the 4 heads, which CLIP's own config checks first
-    layers = {"feature_layers": [2, 4], "moe": {"layers": [2, 4], "r": 4}}  # as a config.json spells them out
+    layers = {"feature_layers": [2, 4], "moe_config": {"layers": [2, 4], "r": 4}}  # as a config.json spells them out
     with pytest.raises(ValueError, match=f"{tower}_config.{name} must be an integer"):
         tiny_config(**{tower: {name: value}}, **layers)

@@ -30,7 +30,7 @@ from moeclip_hf.training import (
 )
 from moeclip_hf.training.arguments import arguments_to_dict
 from moeclip_hf.training.checkpointing import list_checkpoints
-from moeclip_hf.training.loop import enable_gradient_checkpointing, vision_encoder_layers
+from moeclip_hf.training.model import enable_gradient_checkpointing, vision_encoder_layers
 
 #: Two classes of four images: two batches of two per epoch, so short runs cross epoch boundaries.
 RESUME_CLASSES = ["marble", "tablet"]
@@ -107,10 +107,10 @@ def test_command_line_flags_map_onto_the_dataclasses_and_the_config():
         "paa_scales": [1, 3],
         "image_head": "linear",
         "balance_loss_weight": 0.0,
-        "moe": {"num_experts": 2, "top_k": 1, "layers": [2, 4], "use_fofs": False},
+        "moe_config": {"num_experts": 2, "top_k": 1, "layers": [2, 4], "use_fofs": False},
     }
     built, _ = build_model_and_processor(model)
-    assert built.config.moe["use_fofs"] is False and built.config.moe["r"] == tiny_config().moe["r"]
+    assert built.config.moe_config.use_fofs is False and built.config.moe_config.r == tiny_config().moe_config.r
     assert built.config.paa_scales == [1, 3] and built.config.balance_loss_weight == 0.0
 
 

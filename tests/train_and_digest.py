@@ -11,7 +11,7 @@ import runpy
 import sys
 from pathlib import Path
 
-from moeclip_hf.training import loop
+from moeclip_hf import training
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -27,14 +27,14 @@ def trainable_digest(model) -> str:
 
 def main() -> None:
     digest_dir = Path(sys.argv[1])
-    train = loop.train
+    train = training.train
 
     def train_and_digest(*arguments):
         result = train(*arguments)
         (digest_dir / f"rank-{os.environ.get('RANK', '0')}.txt").write_text(trainable_digest(result.model))
         return result
 
-    loop.train = train_and_digest
+    training.train = train_and_digest
     sys.argv = [str(REPOSITORY / "train.py"), *sys.argv[2:]]
     runpy.run_path(sys.argv[0], run_name="__main__")
 

@@ -13,7 +13,6 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..modeling.modeling_moeclip import MoECLIPModel
-from ..modeling.moe_lora.layer import MoELayerOutput
 from ..modeling.processing_moeclip import MoECLIPProcessor
 from .figures import save_similarity_figure, save_statistics_figure, save_utilisation_figure
 from .inference import image_normalisation, moe_layer_numbers, routing_geometry, to_model
@@ -86,10 +85,12 @@ class LayerTotals:
         self.statistic_sums = torch.zeros(n, len(STATISTICS), dtype=torch.float64)
         self.statistic_counts = torch.zeros(n, dtype=torch.long)
 
-    def update(self, output: MoELayerOutput, statistics: Tensor, class_names: Sequence[str] | None) -> None:
-        """Add a batch: the layer's output, the ``(B, P, C)`` patch statistics and each image's class (if known)."""
-        selected = patch_routing(output.top_k_indices)
-        features = patch_routing(output.hidden_states)
+    def update(
+        self, selected_experts: Tensor, features: Tensor, statistics: Tensor, class_names: Sequence[str] | None
+    ) -> None:
+        """Add a batch: the layer's ``(B, 1 + P, k)`` routing (CLS first, as the model returns it), its ``(B, P, d)``
+        output patch features, the ``(B, P, C)`` patch statistics and each image's class (if known)."""
+        selected = patch_routing(selected_experts)
         self.rank_counts += assignment_counts(selected, self.num_experts).cpu()
         for name in sorted(set(class_names or ())):
             rows = torch.tensor([class_name == name for class_name in class_names], device=selected.device)
@@ -142,11 +143,13 @@ def _accumulate(
             batch = dataset[start : min(start + batch_size, num_images)]
             pixel_values = processor(images=batch["image"], return_tensors="pt")["pixel_values"]
             with torch.no_grad():
-                _, outputs = model._run_vision_tower(to_model(pixel_values, model), return_routing=True)
+                outputs = model.get_patch_features(
+                    to_model(pixel_values, model), layers=model.config.moe_config.layers, return_routing=True
+                )
             statistics = _stack_statistics(patch_statistics(pixel_values, patch_size, mean, std))
             names = batch.get("class_name")
-            for layer_totals, output in zip(totals, outputs):
-                layer_totals.update(output, statistics, names)
+            for layer_totals, selected, features in zip(totals, outputs.selected_experts, outputs.patch_features):
+                layer_totals.update(selected, features, statistics, names)
             bar.update(len(batch["image"]))
 
 

@@ -11,8 +11,8 @@ from PIL import Image
 from torch import Tensor
 from transformers import BatchFeature
 
-from ..configuration.configuration_moeclip import DOMAINS
-from ..data.images import ImageSource, read_image, source_name
+from ..benchmarks import DOMAINS
+from ..image_io import ImageSource, read_image, source_name
 from ..modeling.maps import probability_anomaly_map
 from ..modeling.modeling_moeclip import MoECLIPModel, MoECLIPOutput
 from ..modeling.processing_moeclip import MoECLIPProcessor

@@ -20,7 +20,7 @@ def moe_layer_numbers(model: MoECLIPModel) -> list[int]:
 
 def routing_geometry(model: MoECLIPModel) -> tuple[int, int]:
     """(number of experts K, routing top-k) of the model's MoE layers."""
-    return int(model.config.moe["num_experts"]), int(model.config.moe["top_k"])
+    return model.config.moe_config.num_experts, model.config.moe_config.top_k
 
 
 def image_normalisation(processor: MoECLIPProcessor) -> tuple[tuple[float, ...], tuple[float, ...]]:

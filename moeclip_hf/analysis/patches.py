@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.transforms import CLIP_MEAN, CLIP_STD
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 __all__ = [
     "LUMA_WEIGHTS",
@@ -45,7 +45,7 @@ _SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 
 
 def unnormalize(
-    pixel_values: Tensor, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD
+    pixel_values: Tensor, mean: Sequence[float] = OPENAI_CLIP_MEAN, std: Sequence[float] = OPENAI_CLIP_STD
 ) -> Tensor:
     """Undo the processor's normalisation: ``(B, 3, H, W)`` normalised pixels -> RGB in [0, 1] (clipped).
 
@@ -59,7 +59,7 @@ def unnormalize(
 
 
 def grayscale_levels(
-    pixel_values: Tensor, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD
+    pixel_values: Tensor, mean: Sequence[float] = OPENAI_CLIP_MEAN, std: Sequence[float] = OPENAI_CLIP_STD
 ) -> Tensor:
     """Normalised ``(B, 3, H, W)`` pixels -> ``(B, H, W)`` 8-bit gray levels (integers 0..255, as float)."""
     rgb = unnormalize(pixel_values, mean, std)
@@ -106,8 +106,8 @@ def histogram_entropy(levels: Tensor, num_levels: int = 256) -> Tensor:
 def patch_statistics(
     pixel_values: Tensor,
     patch_size: int,
-    mean: Sequence[float] = CLIP_MEAN,
-    std: Sequence[float] = CLIP_STD,
+    mean: Sequence[float] = OPENAI_CLIP_MEAN,
+    std: Sequence[float] = OPENAI_CLIP_STD,
 ) -> dict[str, Tensor]:
     """Gradient, contrast and entropy of every patch of preprocessed images (Tab. 14).
 

@@ -1,5 +1,6 @@
-"""Configuration of MoECLIP models."""
+"""Configuration of MoECLIP models: the model's config and the MoE-LoRA tuner's."""
 
-from .configuration_moeclip import DOMAINS, MoECLIPConfig
+from .configuration_moe_lora import MoELoraConfig
+from .configuration_moeclip import MoECLIPConfig
 
-__all__ = ["DOMAINS", "MoECLIPConfig"]
+__all__ = ["MoECLIPConfig", "MoELoraConfig"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from peft.config import PeftConfig
 
@@ -85,17 +87,42 @@ class MoELoraConfig(PeftConfig):
         if self.eps <= 0:
             raise ValueError(f"MoELoraConfig.eps must be positive; got {self.eps}.")
 
+    @classmethod
+    def hyperparameter_names(cls) -> tuple[str, ...]:
+        """The MoE-LoRA fields (`layers`, `num_experts`, ...): this class's own, not PEFT's bookkeeping ones."""
+        inherited = {item.name for item in fields(PeftConfig)}
+        return tuple(item.name for item in fields(cls) if item.name not in inherited)
+
+    @classmethod
+    def from_hyperparameters(cls, values: Mapping[str, Any] | None, owner: str = "MoELoraConfig") -> MoELoraConfig:
+        """A config from a mapping of `hyperparameter_names` (missing ones take their defaults), e.g. the
+        `moe_config` of a `config.json`; an unknown name is an error naming `owner`."""
+        values = dict(values or {})
+        unknown = sorted(set(values) - set(cls.hyperparameter_names()))
+        if unknown:
+            raise ValueError(f"{owner} has unknown fields {unknown}; known: {list(cls.hyperparameter_names())}.")
+        return cls(**values)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The MoE-LoRA fields as a JSON-friendly dict (tuples as lists), the inverse of `from_hyperparameters`."""
+        values = {name: getattr(self, name) for name in self.hyperparameter_names()}
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
+
     @property
     def scaling(self) -> float:
         """alpha / r, the LoRA scale of every expert."""
         return self.lora_alpha / self.r
 
     @property
-    def target_modules(self) -> str:
-        """The PEFT-style regular expression of the target module names, derived from `layers`."""
-        return r"(.*\.)?encoder\.layers\.(" + "|".join(str(index) for index in self.layer_indices) + ")"
+    def target_modules(self) -> None:
+        """PEFT's `BaseTuner` reads this name list of other tuners' configs; MoE-LoRA has none: its targets are the
+        encoder layers of `layers` (`MoELoraModel._check_target_module_exists`)."""
+        return None
 
     @property
     def layer_indices(self) -> tuple[int, ...]:
         """The 0-based positions of the target layers in `encoder.layers`."""
         return tuple(layer - 1 for layer in self.layers)
+
+
+__all__ = ["MAX_EXPERTS", "MAX_RANK", "MOE_LORA_PEFT_TYPE", "MoELoraConfig"]

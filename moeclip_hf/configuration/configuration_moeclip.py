@@ -7,10 +7,9 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
 
+from ..benchmarks import DOMAINS
 from .configuration_moe_lora import MoELoraConfig
 
-DOMAINS = ("industrial", "medical")
-_MOE_FIELDS = ("layers", "num_experts", "top_k", "r", "lora_alpha", "lora_dropout", "residual_weight", "eps", "use_fofs", "fofs_seed")
 #: Upper bound on a few sizes so that a hostile config.json fails validation before anything is allocated.
 _MAX_IMAGE_SIZE = 8192
 #: Upper bounds of the towers' sizes, far above any CLIP (ViT-bigG/14: width 1664, MLP 8192, 48 layers): a
@@ -28,17 +27,10 @@ _MAX_TOWER_SIZES = {
 }
 
 
-def moe_kwargs(moe: MoELoraConfig | dict[str, Any] | None) -> dict[str, Any]:
-    """The MoE-LoRA fields of `moe` as a JSON-friendly dict, defaults filled in and validated."""
-    if moe is None:
-        moe = {}
-    if isinstance(moe, MoELoraConfig):
-        moe = {name: getattr(moe, name) for name in _MOE_FIELDS}
-    unknown = sorted(set(moe) - set(_MOE_FIELDS))
-    if unknown:
-        raise ValueError(f"MoECLIPConfig.moe has unknown fields {unknown}; known: {list(_MOE_FIELDS)}.")
-    config = MoELoraConfig(**moe)
-    return {name: list(value) if isinstance(value, tuple) else value for name in _MOE_FIELDS for value in [getattr(config, name)]}
+#: Per-domain defaults of the test-time map blur and image-score fusion (METHOD.md, "Outputs").
+DEFAULT_BLUR_KERNEL_SIZES = {"industrial": 7, "medical": 9}
+DEFAULT_BLUR_SIGMAS = {"industrial": 1.0, "medical": 1.5}
+DEFAULT_SCORE_FUSION_WEIGHTS = {"industrial": 0.5, "medical": 1.0}
 
 
 @strict(accept_kwargs=True)
@@ -55,9 +47,11 @@ class MoECLIPConfig(PreTrainedConfig):
             The CLIP text tower; its `projection_dim` is the text embedding size e.
         image_size (`int`, *optional*, defaults to 518):
             Side of the square input image, a multiple of the vision tower's patch size.
-        moe (`dict` or `MoELoraConfig`, *optional*):
+        moe_config (`dict` or `MoELoraConfig`, *optional*):
             The MoE-LoRA hyper-parameters (`layers`, `num_experts`, `top_k`, `r`, `lora_alpha`, `lora_dropout`,
-            `residual_weight`, `eps`, `use_fofs`, `fofs_seed`); defaults are the paper's.
+            `residual_weight`, `eps`, `use_fofs`, `fofs_seed`); defaults are the paper's. Held as a
+            [`MoELoraConfig`] (`config.moe_config.num_experts`); a `dict` of some fields keeps the others'
+            defaults. `moe=` is accepted as the same argument (the key of configs saved before this name).
         feature_layers (`list[int]`, *optional*, defaults to `[6, 12, 18, 24]`):
             1-based encoder layers whose (post-MoE) token states feed the heads.
         paa_scales (`list[int]`, *optional*, defaults to `[1, 3, 5]`):
@@ -102,7 +96,7 @@ class MoECLIPConfig(PreTrainedConfig):
     vision_config: dict | CLIPVisionConfig | None = None
     text_config: dict | CLIPTextConfig | None = None
     image_size: int = 518
-    moe: dict | None = None
+    moe_config: dict | MoELoraConfig | None = None
     feature_layers: list[int] | tuple[int, ...] = (6, 12, 18, 24)
     paa_scales: list[int] | tuple[int, ...] = (1, 3, 5)
     logit_scale: float = 100.0
@@ -121,18 +115,24 @@ class MoECLIPConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        legacy_moe = kwargs.pop("moe", None)
+        if legacy_moe is not None:
+            if self.moe_config is not None:
+                raise ValueError("MoECLIPConfig takes `moe_config` or its older name `moe`, not both.")
+            self.moe_config = legacy_moe
+        if not isinstance(self.moe_config, MoELoraConfig):
+            self.moe_config = MoELoraConfig.from_hyperparameters(self.moe_config, owner="MoECLIPConfig.moe_config")
         if self.vision_config is None:
             self.vision_config = _VIT_L14_336_VISION
         if self.text_config is None:
             self.text_config = _VIT_L14_336_TEXT
         super().__post_init__(**kwargs)
         self.vision_config.image_size = self.image_size
-        self.moe = moe_kwargs(self.moe)
         self.feature_layers = [int(layer) for layer in self.feature_layers]
         self.paa_scales = [int(scale) for scale in self.paa_scales]
-        self.blur_kernel_sizes = {"industrial": 7, "medical": 9, **(self.blur_kernel_sizes or {})}
-        self.blur_sigmas = {"industrial": 1.0, "medical": 1.5, **(self.blur_sigmas or {})}
-        self.score_fusion_weights = {"industrial": 0.5, "medical": 1.0, **(self.score_fusion_weights or {})}
+        self.blur_kernel_sizes = {**DEFAULT_BLUR_KERNEL_SIZES, **(self.blur_kernel_sizes or {})}
+        self.blur_sigmas = {**DEFAULT_BLUR_SIGMAS, **(self.blur_sigmas or {})}
+        self.score_fusion_weights = {**DEFAULT_SCORE_FUSION_WEIGHTS, **(self.score_fusion_weights or {})}
         self.check_fields()
 
     def check_fields(self) -> None:
@@ -150,7 +150,7 @@ class MoECLIPConfig(PreTrainedConfig):
                 f"MoECLIPConfig.image_size={self.image_size} is not a multiple of the patch size {vision.patch_size}."
             )
         layers = vision.num_hidden_layers
-        for name, indices in (("feature_layers", self.feature_layers), ("moe.layers", self.moe["layers"])):
+        for name, indices in (("feature_layers", self.feature_layers), ("moe_config.layers", self.moe_config.layers)):
             if not indices:
                 raise ValueError(f"MoECLIPConfig.{name} must name at least one layer.")
             beyond = [index for index in indices if not 1 <= index <= layers]
@@ -189,10 +189,11 @@ class MoECLIPConfig(PreTrainedConfig):
         if self.text_config.projection_dim is None or self.text_config.projection_dim < 1:
             raise ValueError("MoECLIPConfig.text_config.projection_dim (the text embedding size) must be positive.")
 
-    @property
-    def moe_config(self) -> MoELoraConfig:
-        """The MoE-LoRA hyper-parameters as the tuner's config object."""
-        return MoELoraConfig(**self.moe)
+    def to_dict(self) -> dict[str, Any]:
+        """`PreTrainedConfig.to_dict`, with `moe_config` as the plain dict of its hyper-parameters."""
+        output = super().to_dict()
+        output["moe_config"] = self.moe_config.hyperparameters()
+        return output
 
     @property
     def grid_size(self) -> int:
@@ -235,4 +236,4 @@ _VIT_L14_336_TEXT = {
     "hidden_act": "quick_gelu",
 }
 
-__all__ = ["DOMAINS", "MoECLIPConfig", "moe_kwargs"]
+__all__ = ["DEFAULT_BLUR_KERNEL_SIZES", "DEFAULT_BLUR_SIGMAS", "DEFAULT_SCORE_FUSION_WEIGHTS", "MoECLIPConfig"]

@@ -5,52 +5,40 @@ and a procedural anomaly benchmark for tests and the offline demo.
 >>> test_set = load_benchmark("mvtec", "/data/mvtec_anomaly_detection", image_size=518)  # doctest: +SKIP
 >>> test_set[0]["pixel_values"].shape  # doctest: +SKIP
 torch.Size([3, 518, 518])
+
+Modules, in data-flow order: `layouts` (one class per benchmark folder layout), `images` (decoding images
+and masks), `loading` (`load_benchmark`: a root folder -> `datasets.Dataset`), `transforms` (the model's
+preprocessing and the training augmentation), `synthetic` (the procedural benchmark). The attributes below
+are imported on first use, so `import moeclip_hf.data` loads neither `datasets` nor kornia.
 """
 
-from .images import read_image, read_mask, read_pair, to_rgb
-from .layouts import BENCHMARKS, BenchmarkLayout, Sample
-from .loading import FEATURES, collect_samples, list_benchmarks, load_benchmark, samples_to_dataset, validate_images
-from .synthetic import CATEGORIES, DEFECTS, GeneratedImage, SyntheticSample, generate, generate_splits, render
-from .transforms import (
-    CLIP_MEAN,
-    CLIP_STD,
-    ClipPreprocess,
-    ExampleTransform,
-    JointAugmentation,
-    make_transform,
-    normalize_pixels,
-    preprocess_image,
-    preprocess_mask,
-)
+from .._lazy import lazy_attributes
 
-__all__ = [
-    "BENCHMARKS",
-    "CATEGORIES",
-    "CLIP_MEAN",
-    "CLIP_STD",
-    "DEFECTS",
-    "FEATURES",
-    "BenchmarkLayout",
-    "ClipPreprocess",
-    "ExampleTransform",
-    "GeneratedImage",
-    "JointAugmentation",
-    "Sample",
-    "SyntheticSample",
-    "collect_samples",
-    "generate",
-    "generate_splits",
-    "list_benchmarks",
-    "load_benchmark",
-    "make_transform",
-    "normalize_pixels",
-    "preprocess_image",
-    "preprocess_mask",
-    "read_image",
-    "read_mask",
-    "read_pair",
-    "render",
-    "samples_to_dataset",
-    "to_rgb",
-    "validate_images",
-]
+_HOMES = {
+    "read_image": ".images",
+    "read_mask": ".images",
+    "read_pair": ".images",
+    "BENCHMARK_LAYOUTS": ".layouts",
+    "BenchmarkLayout": ".layouts",
+    "Sample": ".layouts",
+    "list_benchmarks": ".layouts",
+    "FEATURES": ".loading",
+    "collate_samples": ".loading",
+    "collect_samples": ".loading",
+    "load_benchmark": ".loading",
+    "samples_to_dataset": ".loading",
+    "validate_images": ".loading",
+    "CATEGORIES": ".synthetic",
+    "DEFECTS": ".synthetic",
+    "GeneratedImage": ".synthetic",
+    "SyntheticSample": ".synthetic",
+    "generate": ".synthetic",
+    "generate_splits": ".synthetic",
+    "render": ".synthetic",
+    "ClipPreprocess": ".transforms",
+    "ExampleTransform": ".transforms",
+    "JointAugmentation": ".transforms",
+    "preprocess_mask": ".transforms",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _HOMES)
+__all__ = sorted(_HOMES)

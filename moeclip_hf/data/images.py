@@ -3,8 +3,8 @@
 Real benchmarks are not uniform: BMAD and Head CT ship 8- and 16-bit grayscale slices, VisA masks are
 palette images, users drop in RGBA screenshots and CMYK JPEGs. ARCHITECTURE.md asks that such files be
 converted, never crash, and that a file that cannot be decoded fail with an error naming it. Every
-image therefore goes through :func:`read_image` (-> RGB) and every mask through :func:`read_mask`
-(-> binary "L", METHOD.md "Backbone": masks are binarised with ``!= 0``).
+image therefore goes through `moeclip_hf.image_io.read_image` (-> RGB) and every mask through
+:func:`read_mask` (-> binary "L", METHOD.md "Backbone": masks are binarised with ``!= 0``).
 
 A *source* is what a `datasets` row or a user hands over: a path, an already opened ``PIL.Image``,
 or the ``{"bytes", "path"}`` mapping stored by an undecoded ``datasets.Image`` column.
@@ -12,59 +12,13 @@ or the ``{"bytes", "path"}`` mapping stored by an undecoded ``datasets.Image`` c
 
 from __future__ import annotations
 
-import io
-import os
-from collections.abc import Mapping
-from typing import Any, TypeAlias
-
 import numpy as np
 from PIL import Image
 
-from ..modeling.image_conversion import to_rgb
-
-ImageSource: TypeAlias = str | os.PathLike | Image.Image | Mapping[str, Any]
+from ..image_io import ImageSource, load_image, read_image, source_name
 
 #: File suffixes the layouts treat as images (lower case).
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
-
-
-def source_name(source: ImageSource | None) -> str:
-    """The file name an error message should show for `source`."""
-    if source is None:
-        return "<no file>"
-    if isinstance(source, Image.Image):
-        return getattr(source, "filename", "") or "<in-memory image>"
-    if isinstance(source, Mapping):
-        return source.get("path") or "<in-memory image>"
-    return os.fspath(source)
-
-
-def open_image(source: ImageSource) -> Image.Image:
-    """Decode `source` fully, as stored (no mode conversion).
-
-    The whole file is read and decoded here, so a truncated or corrupt file fails now, with
-    ``ValueError("cannot read image <path>: ...")``, and not later inside a DataLoader worker. So do an
-    image without pixels and one of more than twice ``PIL.Image.MAX_IMAGE_PIXELS`` pixels, which PIL
-    refuses from its header, before decoding anything (between once and twice the limit it only warns).
-    """
-    name = source_name(source)
-    try:
-        if isinstance(source, Image.Image):
-            image = source
-        elif isinstance(source, Mapping) and source.get("bytes") is not None:
-            image = Image.open(io.BytesIO(source["bytes"]))
-        else:
-            path = source["path"] if isinstance(source, Mapping) else source
-            with open(path, "rb") as handle:
-                image = Image.open(io.BytesIO(handle.read()))
-        image.load()
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"image not found: {name}") from error
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ValueError(f"cannot read image {name}: {error}") from error
-    if image.width == 0 or image.height == 0:
-        raise ValueError(f"cannot read image {name}: it is empty ({image.width}x{image.height} pixels)")
-    return image
 
 
 def binarize_mask(mask: Image.Image) -> Image.Image:
@@ -79,19 +33,9 @@ def binarize_mask(mask: Image.Image) -> Image.Image:
     return Image.fromarray(np.where(values != 0, 255, 0).astype(np.uint8))
 
 
-def read_image(source: ImageSource) -> Image.Image:
-    """Decode `source` and convert it to RGB (see :func:`to_rgb`)."""
-    image = open_image(source)
-    try:
-        return to_rgb(image)
-    except (OSError, ValueError) as error:
-        name = source_name(source)
-        raise ValueError(f"cannot convert image {name} from mode {image.mode} to RGB: {error}") from error
-
-
 def read_mask(source: ImageSource) -> Image.Image:
-    """Decode `source` and binarise it (see :func:`binarize_mask`)."""
-    return binarize_mask(open_image(source))
+    """Decode `source` (`moeclip_hf.image_io.load_image`) and binarise it (see :func:`binarize_mask`)."""
+    return binarize_mask(load_image(source))
 
 
 def read_pair(image_source: ImageSource, mask_source: ImageSource | None) -> tuple[Image.Image, Image.Image | None]:
@@ -110,3 +54,6 @@ def read_pair(image_source: ImageSource, mask_source: ImageSource | None) -> tup
             f"{source_name(image_source)} is {image.size[0]}x{image.size[1]}"
         )
     return image, mask
+
+
+__all__ = ["IMAGE_SUFFIXES", "binarize_mask", "read_image", "read_mask", "read_pair", "source_name"]

@@ -1,7 +1,7 @@
 """``load_benchmark``: a benchmark root folder -> a ``datasets.Dataset``.
 
 Rows hold ``image``, ``mask``, ``label`` (0 normal, 1 anomalous), ``class_name``, ``description``
-(the prompt wording, ``prompts.describe``), ``domain`` (``prompts.dataset_domain``) and ``path``.
+(the prompt wording, ``prompts.describe``), ``domain`` (from ``moeclip_hf.benchmarks``) and ``path``.
 The ``image`` and ``mask`` columns are ``datasets.Image`` features stored *undecoded*: the dataset's
 transform decodes them through ``moeclip_hf.data.images``, which converts every mode to RGB and
 names the file when one cannot be read; left to ``datasets``, a truncated file would fail inside a
@@ -17,8 +17,11 @@ from collections.abc import Sequence
 from datasets import ClassLabel, Dataset, DatasetInfo, Features, Image, Value
 
 from .images import read_pair, source_name
-from .layouts import BENCHMARKS, BenchmarkLayout, JSONLines, Sample
-from .transforms import make_transform
+from .layouts import BENCHMARK_LAYOUTS, BenchmarkLayout, JSONLines, Sample, list_benchmarks
+import torch
+
+from ..modeling.processing_moeclip import clip_image_processor
+from .transforms import ClipPreprocess, ExampleTransform
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +39,12 @@ FEATURES = Features(
 )
 
 
-def list_benchmarks() -> list[str]:
-    """The names :func:`load_benchmark` accepts, sorted."""
-    return sorted(BENCHMARKS)
-
-
 def load_benchmark(
     name: str,
     root: str | os.PathLike[str],
     split: str = "test",
     classes: str | Sequence[str] | None = None,
     image_size: int | None = None,
-    augment: bool = False,
     meta_file: str | os.PathLike[str] | None = None,
     skip_unreadable: bool = False,
 ) -> Dataset:
@@ -60,9 +57,8 @@ def load_benchmark(
         classes: restrict to these classes; an unknown name is an error listing the known ones.
         image_size: None gives rows with an RGB ``PIL`` image and a binary "L" mask (or None);
             an int gives ``pixel_values`` float32 (3, S, S), CLIP-normalised, and ``mask`` float32
-            (1, S, S), zeros where the sample has no mask (METHOD.md, "Backbone").
-        augment: apply the training augmentation (METHOD.md, "Losses and training"); needs
-            `image_size`.
+            (1, S, S), zeros where the sample has no mask: the pixels of `MoECLIPProcessor`
+            (METHOD.md, "Backbone"; `moeclip_hf.data.transforms.ClipPreprocess`).
         meta_file: the JSON-lines file of the "jsonl" layout (default ``<root>/meta.jsonl``).
         skip_unreadable: decode every file now and drop the samples that fail (see
             :func:`validate_images`) instead of failing when such a row is read.
@@ -73,12 +69,12 @@ def load_benchmark(
             malformed or points outside the root.
     """
     key = name.lower()
-    if key not in BENCHMARKS:
+    if key not in BENCHMARK_LAYOUTS:
         raise ValueError(f"unknown benchmark {name!r}; expected one of {list_benchmarks()}")
     if meta_file is not None and key != "jsonl":
         raise ValueError(f"meta_file only applies to the 'jsonl' layout, not to {name!r}")
-    transform = make_transform(image_size, augment)
-    layout = BENCHMARKS[key](root) if meta_file is None else JSONLines(root, meta_file=meta_file)
+    transform = ExampleTransform(None if image_size is None else ClipPreprocess(clip_image_processor(image_size)))
+    layout = BENCHMARK_LAYOUTS[key](root) if meta_file is None else JSONLines(root, meta_file=meta_file)
     dataset = samples_to_dataset(collect_samples(layout, split, classes), layout, split)
     if skip_unreadable:
         dataset, _ = validate_images(dataset)
@@ -127,6 +123,16 @@ def samples_to_dataset(samples: Sequence[Sample], layout: BenchmarkLayout, split
     }
     info = DatasetInfo(description=f"{layout.name} {split} split read from {layout.root}", features=FEATURES)
     return Dataset.from_dict(columns, features=FEATURES, info=info)
+
+
+def collate_samples(samples: Sequence[dict]) -> dict[str, torch.Tensor]:
+    """Preprocessed rows (``pixel_values``, ``mask``, ``label``) -> the model's batch (``pixel_values``,
+    ``masks``, ``labels``), as evaluation and training feed it."""
+    return {
+        "pixel_values": torch.stack([sample["pixel_values"] for sample in samples]),
+        "masks": torch.stack([sample["mask"] for sample in samples]),
+        "labels": torch.tensor([int(sample["label"]) for sample in samples]),
+    }
 
 
 def validate_images(dataset: Dataset) -> tuple[Dataset, list[str]]:

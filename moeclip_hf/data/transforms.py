@@ -1,10 +1,9 @@
 """CLIP preprocessing and the training augmentation, for an image and its mask together.
 
-Preprocessing (METHOD.md, "Backbone"): RGB, resize straight to the model's square input size with
-bicubic interpolation and no crop, CLIP mean/std normalisation; masks are resized with nearest
-neighbour and binarised (``!= 0``). The resize runs in PIL because that is what both CLIP's image
-processor and the released MoECLIP code do, so training and evaluation pixels match the model's
-processor exactly; everything after it runs on tensors with kornia.
+Preprocessing (METHOD.md, "Backbone") is the model's own: the processor's `CLIPImageProcessorPil` resizes the
+RGB image straight to the square input (bicubic, no crop) and rescales it to [0, 1], the augmentation (if any)
+runs on those pixels, and the processor's mean and std normalise them. Masks are resized with nearest
+neighbour and binarised (``!= 0``). So evaluation and training see exactly the pixels `MoECLIPProcessor` gives.
 
 Augmentation (METHOD.md, "Losses and training"): rotation up to 30 degrees, translation up to 15 %,
 horizontal and vertical flips, each with probability 0.5 and applied to image and mask alike; a
@@ -20,46 +19,22 @@ import kornia
 import numpy as np
 import torch
 from PIL import Image
+from transformers import CLIPImageProcessorPil
 
 from .images import binarize_mask, read_pair
 
-CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+def derived_seed(*keys: int) -> int:
+    """A well-mixed 32-bit seed from a tuple of non-negative integers (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
 
-def _check_size(image_size: int) -> int:
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
-        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
-    return image_size
-
-
-def image_to_unit_tensor(image: Image.Image, image_size: int) -> torch.Tensor:
-    """RGB `image` resized (bicubic, no crop) to a float32 (3, S, S) tensor in [0, 1]."""
-    size = _check_size(image_size)
-    resized = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-    return kornia.utils.image_to_tensor(np.array(resized)).float().div_(255.0)
-
-
-def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
-    """CLIP mean/std normalisation of a [0, 1] tensor of shape (3, H, W) or (B, 3, H, W)."""
-    mean = torch.tensor(CLIP_MEAN, dtype=pixels.dtype, device=pixels.device)
-    std = torch.tensor(CLIP_STD, dtype=pixels.dtype, device=pixels.device)
-    batched = pixels if pixels.ndim == 4 else pixels.unsqueeze(0)
-    normalized = kornia.enhance.normalize(batched, mean, std)
-    return normalized if pixels.ndim == 4 else normalized.squeeze(0)
-
-
-def preprocess_image(image: Image.Image, image_size: int) -> torch.Tensor:
-    """CLIP preprocessing of one RGB image: float32 (3, S, S), normalised."""
-    return normalize_pixels(image_to_unit_tensor(image, image_size))
-
-
-def preprocess_mask(mask: Image.Image | None, image_size: int) -> torch.Tensor:
-    """A float32 (1, S, S) tensor of 0/1: `mask` resized with nearest neighbour, zeros when None."""
-    size = _check_size(image_size)
+def preprocess_mask(mask: Image.Image | None, size: tuple[int, int]) -> torch.Tensor:
+    """A float32 (1, H, W) tensor of 0/1: `mask` resized with nearest neighbour to `size` (H, W), zeros when None."""
+    height, width = size
     if mask is None:
-        return torch.zeros(1, size, size)
-    resized = binarize_mask(mask).resize((size, size), Image.Resampling.NEAREST)
+        return torch.zeros(1, height, width)
+    resized = binarize_mask(mask).resize((width, height), Image.Resampling.NEAREST)
     return torch.from_numpy(np.asarray(resized) != 0).float().unsqueeze(0)
 
 
@@ -80,7 +55,8 @@ class JointAugmentation:
         color_p: probability of the colour jitter (METHOD.md: 0.5; the released code uses 0.7).
         generator: a ``torch.Generator`` or an int seed for reproducible draws. Leave it None in
             DataLoader workers: torch seeds its global generator per worker, whereas one
-            generator object would be copied into every worker and repeat the same draws.
+            generator object would be copied into every worker and repeat the same draws
+            (training seeds each sample instead: :meth:`for_sample`).
     """
 
     def __init__(
@@ -108,6 +84,15 @@ class JointAugmentation:
         if isinstance(generator, int):
             generator = torch.Generator().manual_seed(generator)
         self.generator = generator
+
+    @classmethod
+    def for_sample(cls, seed: int, epoch: int, index: int) -> JointAugmentation:
+        """The augmentation of sample `index` in epoch `epoch` of a run seeded with `seed` (METHOD.md values).
+
+        Its draws come from a generator seeded with (seed, epoch, index), so they depend neither on the
+        DataLoader worker that loads the sample nor on where a run was interrupted and resumed.
+        """
+        return cls(generator=derived_seed(seed, epoch, index))
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Augment `image` (3, H, W) in [0, 1] and `mask` (1, H, W), or batches of both (B, ...)."""
@@ -173,27 +158,36 @@ class JointAugmentation:
 
 
 class ClipPreprocess:
-    """An RGB image and its optional mask -> ``(pixel_values, mask)`` as the model trains on them.
+    """An RGB image and its optional mask -> ``(pixel_values, mask)`` as the model sees and trains on them.
 
-    ``pixel_values`` is float32 (3, S, S), CLIP-normalised; ``mask`` is float32 (1, S, S) of 0/1,
-    all zeros for a sample without mask (a normal image). With `augmentation`, the pair is
-    augmented between resizing and normalisation, i.e. on [0, 1] pixels as in the released code.
+    ``pixel_values`` is float32 (3, H, W), exactly what `image_processor` gives (the parity is tested);
+    ``mask`` is float32 (1, H, W) of 0/1, all zeros for a sample without mask (a normal image). With an
+    `augmentation`, the pair is augmented between rescaling and normalisation, i.e. on [0, 1] pixels as in the
+    released code.
+
+    Args:
+        image_processor: the processor's `CLIPImageProcessorPil` (`MoECLIPProcessor.image_processor`).
     """
 
-    def __init__(self, image_size: int, augmentation: JointAugmentation | None = None) -> None:
-        self.image_size = _check_size(image_size)
-        self.augmentation = augmentation
+    def __init__(self, image_processor: CLIPImageProcessorPil) -> None:
+        self.image_processor = image_processor
+        size = image_processor.size
+        self.size = (int(size["height"]), int(size["width"]))
+        self.mean = torch.tensor(image_processor.image_mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(image_processor.image_std, dtype=torch.float32).view(3, 1, 1)
 
-    def __call__(self, image: Image.Image, mask: Image.Image | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = image_to_unit_tensor(image, self.image_size)
-        mask_tensor = preprocess_mask(mask, self.image_size)
-        if self.augmentation is not None:
-            pixels, mask_tensor = self.augmentation(pixels, mask_tensor)
-        return normalize_pixels(pixels), mask_tensor
+    def __call__(
+        self, image: Image.Image, mask: Image.Image | None = None, augmentation: JointAugmentation | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = self.image_processor(images=image, do_normalize=False, return_tensors="pt")["pixel_values"][0]
+        mask_tensor = preprocess_mask(mask, self.size)
+        if augmentation is not None:
+            pixels, mask_tensor = augmentation(pixels, mask_tensor)
+        return (pixels - self.mean) / self.std, mask_tensor
 
 
 class ExampleTransform:
-    """The ``datasets`` batch transform behind :func:`make_transform`.
+    """The ``datasets`` batch transform of :func:`moeclip_hf.data.load_benchmark`.
 
     It decodes the ``image`` and ``mask`` columns itself (they are stored undecoded), so a bad
     file fails with an error naming it, and a mask whose size differs from its image fails naming
@@ -216,14 +210,4 @@ class ExampleTransform:
         return {"pixel_values": [pixels for pixels, _ in tensors], "mask": [mask for _, mask in tensors], **others}
 
 
-def make_transform(
-    image_size: int | None, augment: bool = False, generator: torch.Generator | int | None = None
-) -> ExampleTransform:
-    """The transform for ``Dataset.with_transform``: decoding only when `image_size` is None,
-    otherwise CLIP preprocessing at `image_size`, with the training augmentation when `augment`."""
-    if image_size is None:
-        if augment:
-            raise ValueError("augment=True needs an image_size: the augmentation runs on resized tensors")
-        return ExampleTransform()
-    augmentation = JointAugmentation(generator=generator) if augment else None
-    return ExampleTransform(ClipPreprocess(image_size, augmentation))
+__all__ = ["ClipPreprocess", "ExampleTransform", "JointAugmentation", "derived_seed", "preprocess_mask"]

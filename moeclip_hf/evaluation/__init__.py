@@ -1,24 +1,21 @@
-"""Evaluation: exact, fast anomaly detection metrics, per-class accumulation, `evaluate` module."""
+"""Evaluation: exact, fast anomaly detection metrics, per-class accumulation, the benchmark runner, `evaluate`.
+
+Modules: `inputs` (checking scores, labels, maps), `metrics` (AUROC, AP, F1-max, AUPRO with one sort),
+`accumulator` (one class, batch by batch, with the MoECLIP protocol), `runner` (a model over a benchmark into
+per-class tables), `anomaly_detection/` (the 🤗 `evaluate` module). Attributes are imported on first use, so
+`import moeclip_hf.evaluation` loads neither torch nor scipy.
+"""
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .accumulator import INDUSTRIAL_SCORE_FUSION_WEIGHT
-from .accumulator import MEDICAL_SCORE_FUSION_WEIGHT
-from .accumulator import METRIC_NAMES
-from .accumulator import ClassMetricAccumulator
-from .accumulator import fuse_image_scores
-from .accumulator import normalize_class_maps
-from .metrics import aupro
-from .metrics import auroc
-from .metrics import average_precision
-from .metrics import classification_metrics
-from .metrics import f1_max
-from .metrics import has_both_classes
-from .metrics import segmentation_metrics
+from .._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     import evaluate
+
+#: The two ways `moeclip evaluate` turns outputs into metrics (see `moeclip_hf.evaluation.runner`).
+PROTOCOLS = ("moeclip", "probability")
 
 METRIC_MODULE_PATH = Path(__file__).parent / "anomaly_detection"
 """Folder of the `evaluate` module, for `evaluate.load(str(METRIC_MODULE_PATH))`."""
@@ -36,27 +33,24 @@ def load_metric(config_name: str = "image", **kwargs) -> "evaluate.EvaluationMod
         An `evaluate.Metric` whose `compute` returns the numbers of `classification_metrics`
         ("image") or `segmentation_metrics` ("pixel").
     """
-    # `evaluate` imports `datasets` and pandas; importing it here keeps
-    # `import moeclip_hf.evaluation` light for code that only needs the functions.
-    import evaluate
+    import evaluate  # imports `datasets` and pandas: only when the module is wanted
 
     return evaluate.load(str(METRIC_MODULE_PATH), config_name=config_name, **kwargs)
 
 
-__all__ = [
-    "INDUSTRIAL_SCORE_FUSION_WEIGHT",
-    "MEDICAL_SCORE_FUSION_WEIGHT",
-    "METRIC_MODULE_PATH",
-    "METRIC_NAMES",
-    "ClassMetricAccumulator",
-    "aupro",
-    "auroc",
-    "average_precision",
-    "classification_metrics",
-    "f1_max",
-    "fuse_image_scores",
-    "has_both_classes",
-    "load_metric",
-    "normalize_class_maps",
-    "segmentation_metrics",
-]
+_HOMES = {
+    "ClassMetricAccumulator": ".accumulator",
+    "normalize_class_maps": ".accumulator",
+    "aupro": ".metrics",
+    "auroc": ".metrics",
+    "average_precision": ".metrics",
+    "classification_metrics": ".metrics",
+    "f1_max": ".metrics",
+    "has_both_classes": ".metrics",
+    "segmentation_metrics": ".metrics",
+    "BenchmarkResult": ".runner",
+    "evaluate_dataset": ".runner",
+    "write_results": ".runner",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _HOMES)
+__all__ = ["METRIC_MODULE_PATH", "PROTOCOLS", "load_metric", *sorted(_HOMES)]

@@ -10,30 +10,10 @@ that takes, compactly, and `compute` applies the protocol and the metrics of
 
 import torch
 
-from .metrics import ArrayLike
-from .metrics import _as_labels
-from .metrics import _as_scores
-from .metrics import _check_finite
-from .metrics import classification_metrics
-from .metrics import has_both_classes
-from .metrics import segmentation_metrics
-
-INDUSTRIAL_SCORE_FUSION_WEIGHT = 0.5
-"""Image score weight of the map maximum for industrial data (MVTec-AD, VisA, ...)."""
-
-MEDICAL_SCORE_FUSION_WEIGHT = 1.0
-"""Image score weight of the map maximum for medical data: the map maximum alone."""
-
-METRIC_NAMES = (
-    "image_auroc",
-    "image_ap",
-    "image_f1_max",
-    "pixel_auroc",
-    "pixel_ap",
-    "pixel_aupro",
-    "pixel_f1_max",
-)
-"""Keys of `ClassMetricAccumulator.compute`, image-level first."""
+from ..benchmarks import METRIC_NAMES
+from ..modeling.maps import fuse_image_score
+from .inputs import ArrayLike, as_labels, as_scores, check_finite
+from .metrics import classification_metrics, has_both_classes, segmentation_metrics
 
 
 def normalize_class_maps(maps: torch.Tensor) -> torch.Tensor:
@@ -48,20 +28,6 @@ def normalize_class_maps(maps: torch.Tensor) -> torch.Tensor:
     if bool(high == low):
         return torch.zeros_like(maps)
     return torch.sub(maps, low).div_(high - low)
-
-
-def fuse_image_scores(image_scores: ArrayLike, map_maxima: ArrayLike, weight: float) -> torch.Tensor:
-    """Image scores of the MoECLIP protocol: `weight * max(map) + (1 - weight) * score`.
-
-    `weight` is `INDUSTRIAL_SCORE_FUSION_WEIGHT` (0.5) for industrial data and
-    `MEDICAL_SCORE_FUSION_WEIGHT` (1.0, the map maximum alone) for medical data; 0 keeps
-    the image head's score. Computed in float64.
-    """
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"`weight` must lie in [0, 1], got {weight}")
-    scores = torch.as_tensor(image_scores).to(torch.float64)
-    maxima = torch.as_tensor(map_maxima).to(torch.float64)
-    return weight * maxima + (1.0 - weight) * scores
 
 
 class _GrowingBuffer:
@@ -123,7 +89,7 @@ class ClassMetricAccumulator:
         for batch in loader:
             outputs = model(**batch["inputs"])
             accumulator.update(outputs.anomaly_score, batch["label"], outputs.anomaly_map, batch["mask"])
-        results = accumulator.compute(normalize_maps=True, score_fusion_weight=INDUSTRIAL_SCORE_FUSION_WEIGHT)
+        results = accumulator.compute(normalize_maps=True, score_fusion_weight=0.5)  # industrial
         ```
     """
 
@@ -159,7 +125,7 @@ class ClassMetricAccumulator:
                 sizes that disagree, or maps or masks given in some batches only.
         """
         scores = _finite_scores(image_scores, "image_scores").reshape(-1)
-        labels = _as_labels(image_labels, "image_labels").reshape(-1)
+        labels = as_labels(image_labels, "image_labels").reshape(-1)
         if scores.shape != labels.shape:
             raise ValueError(f"got {scores.numel()} `image_scores` but {labels.numel()} `image_labels`")
         if pixel_masks is not None and pixel_maps is None:
@@ -170,7 +136,7 @@ class ClassMetricAccumulator:
         if pixel_maps is not None:
             maps = _stack_of_maps(_finite_scores(pixel_maps, "pixel_maps"), "pixel_maps", scores.numel())
         if pixel_masks is not None:
-            masks = _stack_of_maps(_as_labels(pixel_masks, "pixel_masks"), "pixel_masks", scores.numel())
+            masks = _stack_of_maps(as_labels(pixel_masks, "pixel_masks"), "pixel_masks", scores.numel())
             if masks.shape != maps.shape:
                 raise ValueError(f"`pixel_masks` have shape {tuple(masks.shape)} but `pixel_maps` {tuple(maps.shape)}")
         # Maps first: they are the only rows whose size can still disagree with earlier
@@ -192,8 +158,9 @@ class ClassMetricAccumulator:
         1. `normalize_maps=True`: m <- (m - min) / (max - min), over all pixels of all
            images of the class (`normalize_class_maps`).
         2. `score_fusion_weight=w`: s <- w * max_pixels(m) + (1 - w) * s, with the maps of
-           step 1 (`fuse_image_scores`). The paper's benchmark uses normalisation with
-           w = 0.5 for industrial and w = 1 for medical data.
+           step 1 (`moeclip_hf.modeling.maps.fuse_image_score`, in float64). The paper's benchmark
+           uses normalisation with the domain's `MoECLIPConfig.score_fusion_weights` (w = 0.5
+           industrial, 1 medical).
         3. Image metrics on (s, labels), pixel metrics on (m, masks).
 
         Args:
@@ -219,7 +186,7 @@ class ClassMetricAccumulator:
             maps = normalize_class_maps(maps)
         scores = self._image_scores.values
         if score_fusion_weight != 0.0:
-            scores = fuse_image_scores(scores, maps.amax(dim=(1, 2)), score_fusion_weight)
+            scores = fuse_image_score(maps.amax(dim=(1, 2)).to(torch.float64), scores, score_fusion_weight)
         results: dict[str, float | None] = dict.fromkeys(METRIC_NAMES)
         if has_both_classes(labels):
             image = classification_metrics(scores, labels)
@@ -248,8 +215,8 @@ class ClassMetricAccumulator:
 
 def _finite_scores(values: ArrayLike, name: str) -> torch.Tensor:
     """Scores checked at once, so that a NaN is blamed on the batch that brought it."""
-    scores = _as_scores(values, name)
-    _check_finite(scores, name)
+    scores = as_scores(values, name)
+    check_finite(scores, name)
     return scores
 
 
@@ -262,3 +229,6 @@ def _stack_of_maps(maps: torch.Tensor, name: str, batch_size: int) -> torch.Tens
             f"`{name}` must have shape ({batch_size}, H, W) or ({batch_size}, 1, H, W), got {tuple(maps.shape)}"
         )
     return maps
+
+
+__all__ = ["ClassMetricAccumulator", "normalize_class_maps"]

@@ -16,7 +16,6 @@ to the CPU) or numpy arrays of any shape (flattened), labels as 0/1 or bool, and
 Python floats.
 """
 
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -25,9 +24,15 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
-"""Anything `torch.as_tensor` takes: tensors, numpy arrays, (nested) lists of numbers."""
-
+from .inputs import (
+    ArrayLike,
+    as_labels,
+    check_fpr_limit,
+    require_both_classes,
+    require_positive,
+    validated,
+    validated_maps,
+)
 # Sorting runs: at most one per torch thread and per 1 M scores (shorter runs gain little
 # time), and at most 4, since every run adds one binary search per positive score.
 _MIN_RUN_LENGTH = 1 << 20
@@ -123,7 +128,7 @@ def has_both_classes(labels: ArrayLike) -> bool:
     images are all anomalous) check this and skip the metric; the metric functions
     themselves raise instead of returning a number that means nothing.
     """
-    flat = _as_labels(labels, "labels")
+    flat = as_labels(labels, "labels")
     return bool(flat.any()) and not bool(flat.all())
 
 
@@ -134,8 +139,8 @@ def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
         ValueError: on non-finite scores, labels other than 0/1, mismatched shapes, or
             labels of a single class.
     """
-    scores, labels = _validated(scores, labels, "scores", "labels")
-    _require_both_classes(labels, "labels", "AUROC")
+    scores, labels = validated(scores, labels, "scores", "labels")
+    require_both_classes(labels, "labels", "AUROC")
     return _auroc(_rank(scores, labels, "scores").threshold_counts())
 
 
@@ -149,8 +154,8 @@ def average_precision(scores: ArrayLike, labels: ArrayLike) -> float:
         ValueError: on non-finite scores, labels other than 0/1, mismatched shapes, or
             labels without any positive.
     """
-    scores, labels = _validated(scores, labels, "scores", "labels")
-    _require_positive(labels, "labels", "average precision")
+    scores, labels = validated(scores, labels, "scores", "labels")
+    require_positive(labels, "labels", "average precision")
     return _average_precision(_rank(scores, labels, "scores").threshold_counts())
 
 
@@ -163,8 +168,8 @@ def f1_max(scores: ArrayLike, labels: ArrayLike) -> float:
         ValueError: on non-finite scores, labels other than 0/1, mismatched shapes, or
             labels without any positive.
     """
-    scores, labels = _validated(scores, labels, "scores", "labels")
-    _require_positive(labels, "labels", "F1-max")
+    scores, labels = validated(scores, labels, "scores", "labels")
+    require_positive(labels, "labels", "F1-max")
     return _f1_max(_rank(scores, labels, "scores").threshold_counts())
 
 
@@ -188,8 +193,8 @@ def aupro(maps: ArrayLike, masks: ArrayLike, fpr_limit: float = 0.3) -> float:
             that are not 2-D or 3-D, masks without an anomalous or a normal pixel, or a
             limit outside (0, 1].
     """
-    maps, masks = _validated_maps(maps, masks)
-    _check_fpr_limit(fpr_limit)
+    maps, masks = validated_maps(maps, masks)
+    check_fpr_limit(fpr_limit)
     return _aupro(_rank(maps, masks, "maps").threshold_counts(_region_weights(masks)), fpr_limit)
 
 
@@ -200,8 +205,8 @@ def classification_metrics(scores: ArrayLike, labels: ArrayLike) -> dict[str, fl
         `{"auroc", "average_precision", "f1_max"}`, each as `auroc`, `average_precision`
         and `f1_max` would return it.
     """
-    scores, labels = _validated(scores, labels, "scores", "labels")
-    _require_both_classes(labels, "labels", "AUROC")
+    scores, labels = validated(scores, labels, "scores", "labels")
+    require_both_classes(labels, "labels", "AUROC")
     counts = _rank(scores, labels, "scores").threshold_counts()
     return {"auroc": _auroc(counts), "average_precision": _average_precision(counts), "f1_max": _f1_max(counts)}
 
@@ -216,8 +221,8 @@ def segmentation_metrics(maps: ArrayLike, masks: ArrayLike, fpr_limit: float = 0
         `{"auroc", "average_precision", "f1_max", "aupro"}` over all pixels, each as the
         function of the same name would return it.
     """
-    maps, masks = _validated_maps(maps, masks)
-    _check_fpr_limit(fpr_limit)
+    maps, masks = validated_maps(maps, masks)
+    check_fpr_limit(fpr_limit)
     ranking = _rank(maps, masks, "maps")
     counts = ranking.threshold_counts()
     region_counts = ranking.threshold_counts(_region_weights(masks))
@@ -357,69 +362,12 @@ def _region_weights(masks: torch.Tensor) -> torch.Tensor:
     return 1.0 / region_sizes[region_of_pixel].to(torch.float64)
 
 
-def _validated(
-    scores: ArrayLike, labels: ArrayLike, scores_name: str, labels_name: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores and boolean labels as CPU tensors of one shape."""
-    scores_tensor = _as_scores(scores, scores_name)
-    labels_tensor = _as_labels(labels, labels_name)
-    if scores_tensor.shape != labels_tensor.shape:
-        raise ValueError(
-            f"`{scores_name}` has shape {tuple(scores_tensor.shape)} but `{labels_name}` has shape "
-            f"{tuple(labels_tensor.shape)}; they must match element for element"
-        )
-    return scores_tensor, labels_tensor
-
-
-def _validated_maps(maps: ArrayLike, masks: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
-    """Maps and masks as for `_validated`, also checked to be one image or a stack."""
-    maps_tensor, masks_tensor = _validated(maps, masks, "maps", "masks")
-    if maps_tensor.dim() not in (2, 3):
-        raise ValueError(f"`maps` must have shape (N, H, W) or (H, W), got {tuple(maps_tensor.shape)}")
-    _require_both_classes(masks_tensor, "masks", "AUPRO")
-    return maps_tensor, masks_tensor
-
-
-def _as_scores(values: ArrayLike, name: str) -> torch.Tensor:
-    """A non-empty CPU tensor of real scores; finiteness is checked where they are sorted."""
-    tensor = torch.as_tensor(values).detach().cpu()
-    if tensor.is_complex():
-        raise TypeError(f"`{name}` must hold real scores, got dtype {tensor.dtype}")
-    if tensor.numel() == 0:
-        raise ValueError(f"`{name}` is empty")
-    return tensor
-
-
-def _check_finite(scores: torch.Tensor, name: str) -> None:
-    """Refuse NaN and infinities early, where no sort will find them for free."""
-    if scores.is_floating_point() and not bool(torch.isfinite(scores).all()):
-        raise ValueError(f"`{name}` contains NaN or infinite values; scores must be finite")
-
-
-def _as_labels(values: ArrayLike, name: str) -> torch.Tensor:
-    """A boolean CPU tensor, from labels that must all be 0 or 1."""
-    tensor = torch.as_tensor(values).detach().cpu()
-    if tensor.dtype == torch.bool:
-        return tensor
-    if not bool(((tensor == 0) | (tensor == 1)).all()):
-        raise ValueError(f"`{name}` must hold only 0 and 1 (or booleans)")
-    return tensor != 0
-
-
-def _require_positive(labels: torch.Tensor, name: str, metric: str) -> None:
-    if not bool(labels.any()):
-        raise ValueError(f"{metric} is undefined: `{name}` has no positive (1) entry")
-
-
-def _require_both_classes(labels: torch.Tensor, name: str, metric: str) -> None:
-    _require_positive(labels, name, metric)
-    if bool(labels.all()):
-        raise ValueError(
-            f"{metric} is undefined: `{name}` has no negative (0) entry. Check `has_both_classes` first, "
-            "or let `ClassMetricAccumulator` skip the metric for such a class"
-        )
-
-
-def _check_fpr_limit(fpr_limit: float) -> None:
-    if not 0.0 < fpr_limit <= 1.0:
-        raise ValueError(f"`fpr_limit` must lie in (0, 1], got {fpr_limit}")
+__all__ = [
+    "aupro",
+    "auroc",
+    "average_precision",
+    "classification_metrics",
+    "f1_max",
+    "has_both_classes",
+    "segmentation_metrics",
+]

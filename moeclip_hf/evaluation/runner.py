@@ -25,21 +25,13 @@ from datasets import Dataset
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from ..benchmarks import BENCHMARKS, METRIC_NAMES
+from ..data.loading import collate_samples
 from ..modeling.maps import image_anomaly_score, protocol_anomaly_map
 from ..modeling.modeling_moeclip import MoECLIPModel
 from ..modeling.processing_moeclip import MoECLIPProcessor
-from .accumulator import METRIC_NAMES, ClassMetricAccumulator
-
-PROTOCOLS = ("moeclip", "probability")
-
-#: Paper Tab. 1 (MoECLIP, ViT-L/14-336 at 518 px, trained on VisA / MVTec-AD), in percent.
-PAPER_REFERENCE: dict[str, dict[str, float]] = {
-    "mvtec": {"image_auroc": 93.9, "image_ap": 96.8, "pixel_auroc": 92.5, "pixel_ap": 45.7},
-    "visa": {"image_auroc": 83.6, "image_ap": 86.2, "pixel_auroc": 95.6, "pixel_ap": 26.1},
-}
-
-#: Columns of the printed and written tables.
-TABLE_METRICS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_aupro", "pixel_f1_max")
+from . import PROTOCOLS
+from .accumulator import ClassMetricAccumulator
 
 
 @dataclass
@@ -60,15 +52,16 @@ class BenchmarkResult:
 
     def to_markdown(self) -> str:
         """The per-class table in percent, with the paper's figures under the mean where METHOD.md has them."""
-        header = "| class | " + " | ".join(TABLE_METRICS) + " |"
-        lines = [header, "|" + "---|" * (len(TABLE_METRICS) + 1)]
+        header = "| class | " + " | ".join(METRIC_NAMES) + " |"
+        lines = [header, "|" + "---|" * (len(METRIC_NAMES) + 1)]
         for name, metrics in self.rows():
-            cells = [_percent(metrics.get(metric)) for metric in TABLE_METRICS]
+            cells = [_percent(metrics.get(metric)) for metric in METRIC_NAMES]
             label = f"**{name}**" if name == "mean" else name
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        reference = PAPER_REFERENCE.get(self.dataset)
+        benchmark = BENCHMARKS.get(self.dataset)
+        reference = {} if benchmark is None else benchmark.paper
         if reference:
-            cells = [f"{reference[metric]:.1f}" if metric in reference else "" for metric in TABLE_METRICS]
+            cells = [f"{reference[metric]:.1f}" if metric in reference else "" for metric in METRIC_NAMES]
             lines.append("| paper (Tab. 1) | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
@@ -88,14 +81,6 @@ def mean_over_classes(per_class: Iterable[dict[str, float | None]]) -> dict[str,
 
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
-
-
-def _collate(rows: list[dict]) -> dict[str, torch.Tensor]:
-    return {
-        "pixel_values": torch.stack([row["pixel_values"] for row in rows]),
-        "mask": torch.stack([row["mask"] for row in rows]),
-        "label": torch.tensor([int(row["label"]) for row in rows]),
-    }
 
 
 def class_indices(dataset: Dataset) -> dict[str, list[int]]:
@@ -141,7 +126,7 @@ def evaluate_dataset(
         prompts = processor.tokenize_prompts([class_name], dataset=dataset_name)
         text = model.encode_prompts(prompts["prompt_input_ids"].to(device), prompts["prompt_attention_mask"].to(device))
         accumulator = ClassMetricAccumulator(expected_num_images=len(indices))
-        loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, collate_fn=_collate, num_workers=num_workers)
+        loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, collate_fn=collate_samples, num_workers=num_workers)
         for batch in loader:
             pixel_values = batch["pixel_values"].to(device)
             out = model(pixel_values=pixel_values, text_embeds=text.expand(pixel_values.shape[0], -1, -1), domain=domain)
@@ -150,7 +135,7 @@ def evaluate_dataset(
                 scores = image_anomaly_score(out.image_logits.float())
             else:
                 maps, scores = out.anomaly_map.float(), out.anomaly_score.float()
-            accumulator.update(scores.cpu(), batch["label"], maps.cpu(), batch["mask"][:, 0] > 0.5)
+            accumulator.update(scores.cpu(), batch["labels"], maps.cpu(), batch["masks"][:, 0] > 0.5)
             bar.update(pixel_values.shape[0])
         if protocol == "moeclip":
             results[class_name] = accumulator.compute(normalize_maps=True, score_fusion_weight=config.score_fusion_weights[domain])
@@ -172,9 +157,9 @@ def write_results(results: list[BenchmarkResult], output_dir: str | Path, model_
         csv_path = output_dir / f"results_{result.dataset}.csv"
         with csv_path.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["class", *TABLE_METRICS])
+            writer.writerow(["class", *METRIC_NAMES])
             for name, metrics in result.rows():
-                writer.writerow([name, *("" if metrics.get(metric) is None else f"{metrics[metric]:.6f}" for metric in TABLE_METRICS)])
+                writer.writerow([name, *("" if metrics.get(metric) is None else f"{metrics[metric]:.6f}" for metric in METRIC_NAMES)])
         paths[f"csv_{result.dataset}"] = csv_path
     paths["markdown"] = output_dir / "results.md"
     paths["markdown"].write_text(
@@ -183,4 +168,4 @@ def write_results(results: list[BenchmarkResult], output_dir: str | Path, model_
     return paths
 
 
-__all__ = ["PAPER_REFERENCE", "PROTOCOLS", "BenchmarkResult", "class_indices", "evaluate_dataset", "mean_over_classes", "write_results"]
+__all__ = ["BenchmarkResult", "class_indices", "evaluate_dataset", "mean_over_classes", "write_results"]

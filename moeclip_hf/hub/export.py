@@ -8,8 +8,8 @@ An exported folder is a complete Hub repository:
 - the model code as flat remote-code files (see `moeclip_hf.hub.remote_code`), so that
   `AutoModel.from_pretrained(repo, trust_remote_code=True)` and
   `pipeline("zero-shot-anomaly-detection", model=repo, trust_remote_code=True)` work without `moeclip_hf`,
-- `handler.py` and `requirements.txt` for Inference Endpoints,
-- `app.py`, the web app as a Hugging Face Space,
+- `handler.py` and `requirements.txt` for Inference Endpoints, and `app.py`, the web app as a Hugging Face
+  Space: both generated from the package's sources into single files (`remote_code.bundle_source`),
 - `README.md`, the model card (`moeclip_hf.hub.model_card`), with the latest `moeclip evaluate` results.
 """
 
@@ -19,7 +19,6 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,12 @@ from huggingface_hub import CommitInfo, HfApi
 from ..modeling.modeling_moeclip import MoECLIPModel
 from ..modeling.processing_moeclip import MoECLIPProcessor
 from .model_card import ResultsSource, render_model_card
-from .remote_code import auto_map, custom_pipelines, requirements, write_remote_code
+from .remote_code import auto_map, bundle_source, custom_pipelines, requirements, write_remote_code
 
-HANDLER_TEMPLATE = "handler.py"
+#: The scripts of an export, and the package module each is generated from.
+SCRIPTS = {"handler.py": "moeclip_hf.hub.handler", "app.py": "moeclip_hf.app.space"}
+#: Installed by the Space's SDK (`sdk: gradio`), so not a line of requirements.txt: an endpoint does not need it.
+PROVIDED_BY_SPACES = ("gradio",)
 
 # ------------------------------------------------------------------------------------------------ export
 
@@ -76,11 +78,14 @@ def _save_remote_code(folder: Path) -> list[Path]:
     return paths
 
 
-def _save_endpoint_files(folder: Path, code_paths: list[Path]) -> None:
-    """Write handler.py and the requirements.txt of everything the exported code imports."""
-    handler = folder / HANDLER_TEMPLATE
-    handler.write_text(resources.files(__package__).joinpath(HANDLER_TEMPLATE).read_text(encoding="utf-8"), encoding="utf-8")
-    lines = requirements([*code_paths, handler])
+def _save_scripts(folder: Path, code_paths: list[Path]) -> None:
+    """Write handler.py and app.py, and the requirements.txt of everything the exported code imports."""
+    scripts = []
+    for name, module in SCRIPTS.items():
+        path = folder / name
+        path.write_text(bundle_source(module), encoding="utf-8")
+        scripts.append(path)
+    lines = requirements([*code_paths, *scripts], provided=PROVIDED_BY_SPACES)
     (folder / "requirements.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -109,8 +114,7 @@ def export_model(
     output_dir.mkdir(parents=True, exist_ok=True)
     _save_weights_and_processor(model, processor, output_dir)
     code_paths = _save_remote_code(output_dir)
-    _save_endpoint_files(output_dir, code_paths)
-    (output_dir / "app.py").write_text(resources.files("moeclip_hf.app").joinpath("ui.py").read_text(encoding="utf-8"), encoding="utf-8")
+    _save_scripts(output_dir, code_paths)
     (output_dir / "README.md").write_text(render_model_card(model.config, results, repo_id), encoding="utf-8")
     return output_dir
 

@@ -9,13 +9,14 @@ request, where `data` is the request's JSON body:
 ```
 
 `inputs` may also be raw image bytes or an already decoded PIL image (the endpoint toolkit decodes binary
-image requests itself). The answer is the zero-shot-anomaly-detection pipeline's result made
-JSON-serialisable: every image in it (the anomaly map, or the masks with `output_format="segmentation"`)
-becomes a base64-encoded PNG string.
+image requests itself); a string is always base64, never a file or URL to fetch. The answer is the
+zero-shot-anomaly-detection pipeline's result made JSON-serialisable: every image in it (the anomaly map, or
+the masks with `output_format="segmentation"`) becomes a base64-encoded PNG string, an array a nested list.
 
-The model, processor and pipeline are loaded from the repository's own remote code
-(`trust_remote_code=True`), so the endpoint runs the code exported with the weights and needs only the
-packages of `requirements.txt`, not `moeclip_hf`.
+`moeclip export` bundles this module, with the image reader it imports, into the repository's `handler.py`
+(`moeclip_hf.hub.remote_code.bundle_source`), which imports nothing from `moeclip_hf`. The model, processor and
+pipeline are loaded from the repository's own remote code (`trust_remote_code=True`), so the endpoint needs only
+the packages of `requirements.txt`.
 """
 
 from __future__ import annotations
@@ -26,16 +27,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
-from transformers import pipeline
 
-TASK = "zero-shot-anomaly-detection"
+from ..image_io import decode_base64, load_image
+from ..inference.task import TASK
+
 #: Request parameters handed to the pipeline; anything else is refused rather than silently ignored.
 PARAMETERS = ("class_name", "threshold", "output_format", "domain", "dataset")
 #: Environment variable holding the largest accepted decoded payload, in bytes.
 MAX_PAYLOAD_ENV = "MOECLIP_MAX_PAYLOAD_BYTES"
 DEFAULT_MAX_PAYLOAD_BYTES = 20 * 1024 * 1024
-_DATA_URL_PREFIX = "data:"
+#: How errors name a request's image.
+REQUEST_IMAGE = "from the request"
 
 
 def max_payload_bytes() -> int:
@@ -52,64 +56,15 @@ def max_payload_bytes() -> int:
     return limit
 
 
-def _check_size(size: int, limit: int) -> None:
-    """Refuse empty and over-size payloads before any decoding work is spent on them."""
-    if size == 0:
-        raise ValueError("The image payload is empty.")
-    if size > limit:
-        raise ValueError(
-            f"The image payload holds {size} bytes, more than the limit of {limit} bytes ({MAX_PAYLOAD_ENV})."
-        )
-
-
-def decode_base64(text: str, limit: int) -> bytes:
-    """Bytes of a base64 string (a `data:image/...;base64,` URL prefix allowed), size-checked before decoding."""
-    if text.startswith(_DATA_URL_PREFIX):
-        text = text.partition(",")[2]
-    text = "".join(text.split())
-    _check_size(len(text) * 3 // 4, limit)
-    try:
-        return base64.b64decode(text, validate=True)
-    except ValueError as error:  # binascii.Error (bad characters or padding) is a ValueError
-        raise ValueError(f"`inputs` is not valid base64: {error}.") from None
-
-
-def payload_bytes(inputs: Any, limit: int) -> bytes:
-    """The encoded image of a request's `inputs`: a base64 string or raw bytes, at most `limit` bytes."""
+def read_request_image(inputs: Any) -> Image.Image:
+    """The decoded image of a request's `inputs`: a base64 string, raw bytes or a PIL image, within the limit."""
+    limit = max_payload_bytes()
     if isinstance(inputs, str):
-        data = decode_base64(inputs, limit)
-    elif isinstance(inputs, (bytes, bytearray, memoryview)):
-        data = bytes(inputs)
-    else:
+        inputs = decode_base64(inputs, name=REQUEST_IMAGE, max_bytes=limit)
+    elif not isinstance(inputs, (bytes, bytearray, memoryview, Image.Image)):
         kind = type(inputs).__name__
         raise ValueError(f"`inputs` must be a base64-encoded image string or raw image bytes; got {kind}.")
-    _check_size(len(data), limit)
-    return data
-
-
-def open_image(data: bytes) -> Image.Image:
-    """Decode an encoded image fully, so that a truncated or non-image payload fails here with a clear message."""
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ValueError(f"The payload is not a decodable image (PNG, JPEG, BMP, TIFF, WebP, ...): {error}") from None
-    check_image(image)
-    return image
-
-
-def check_image(image: Image.Image) -> None:
-    """Refuse an image without pixels: nothing to score, and the pipeline would fail deep inside resizing."""
-    if image.width == 0 or image.height == 0:
-        raise ValueError(f"The image is empty ({image.width}x{image.height} pixels).")
-
-
-def read_request_image(inputs: Any) -> Image.Image:
-    """The image of a request's `inputs`: a PIL image as is, otherwise decoded from base64 or bytes."""
-    if isinstance(inputs, Image.Image):
-        check_image(inputs)
-        return inputs
-    return open_image(payload_bytes(inputs, max_payload_bytes()))
+    return load_image(inputs, name=REQUEST_IMAGE, max_bytes=limit)
 
 
 def pipeline_parameters(parameters: Any) -> dict[str, Any]:
@@ -132,9 +87,11 @@ def encode_png(image: Image.Image) -> str:
 
 
 def to_json(result: Any) -> Any:
-    """The pipeline's result with every PIL image replaced by its base64 PNG."""
+    """The pipeline's result with every PIL image replaced by its base64 PNG and every array by a nested list."""
     if isinstance(result, Image.Image):
         return encode_png(result)
+    if isinstance(result, np.ndarray):
+        return result.tolist()
     if isinstance(result, dict):
         return {key: to_json(value) for key, value in result.items()}
     if isinstance(result, (list, tuple)):
@@ -150,6 +107,8 @@ class EndpointHandler:
     """
 
     def __init__(self, path: str = "") -> None:
+        from transformers import pipeline
+
         model_path = path or str(Path(__file__).resolve().parent)
         self.pipeline = pipeline(TASK, model=model_path, trust_remote_code=True)
 
@@ -159,3 +118,16 @@ class EndpointHandler:
         image = read_request_image(data["inputs"])
         result = self.pipeline(image, **pipeline_parameters(data.get("parameters")))
         return to_json(result)
+
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "MAX_PAYLOAD_ENV",
+    "PARAMETERS",
+    "EndpointHandler",
+    "encode_png",
+    "max_payload_bytes",
+    "pipeline_parameters",
+    "read_request_image",
+    "to_json",
+]

@@ -18,9 +18,11 @@ from typing import Any, Union
 
 import yaml
 from huggingface_hub import EvalResult, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from ..benchmarks import METRIC_NAMES, display_name
 from ..configuration import MoECLIPConfig
-from ..inference.pipeline import TASK
+from ..inference.task import TASK
 
 ResultsSource = Union[Mapping[str, Any], str, "os.PathLike[str]"]
 
@@ -30,28 +32,8 @@ DEFAULT_BASE_MODEL = "openai/clip-vit-large-patch14-336"
 #: Used in the card's code snippets when the export names no repository.
 PLACEHOLDER_REPO_ID = "your-username/moeclip"
 TASK_NAME = "Zero-shot anomaly detection"
-#: Display names of the benchmarks `moeclip evaluate` writes; other keys are shown as written.
-DATASET_NAMES = {
-    "mvtec": "MVTec AD",
-    "visa": "VisA",
-    "btad": "BTAD",
-    "rsdd": "RSDD",
-    "dtd": "DTD-Synthetic",
-    "brain_mri": "Brain MRI",
-    "liver_ct": "Liver CT",
-    "retina_oct": "Retina OCT",
-    "head_ct": "Head CT",
-    "colondb": "ColonDB",
-    "clinicdb": "ClinicDB",
-    "cvc300": "CVC-300",
-    "endo": "Endo",
-    "kvasir": "Kvasir",
-}
-#: Column order of the results table; other metrics follow alphabetically.
-METRIC_ORDER = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_aupro", "pixel_f1_max")
 _METRIC_WORDS = {"image": "Image", "pixel": "Pixel", "auroc": "AUROC", "ap": "AP", "aupro": "AUPRO", "f1_max": "F1-max"}
 _METRIC_NAME = re.compile(r"^(image|pixel)_\w+$")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n(.*)\Z", re.DOTALL)
 
 
@@ -130,7 +112,7 @@ def metric_display_name(metric: str) -> str:
 
 
 def _ordered_metrics(names: set[str]) -> list[str]:
-    return [name for name in METRIC_ORDER if name in names] + sorted(names - set(METRIC_ORDER))
+    return [name for name in METRIC_NAMES if name in names] + sorted(names - set(METRIC_NAMES))
 
 
 def eval_results(metrics: Mapping[str, Mapping[str, float]]) -> list[EvalResult]:
@@ -140,7 +122,7 @@ def eval_results(metrics: Mapping[str, Mapping[str, float]]) -> list[EvalResult]
             task_type=TASK,
             task_name=TASK_NAME,
             dataset_type=dataset,
-            dataset_name=DATASET_NAMES.get(dataset, dataset),
+            dataset_name=display_name(dataset),
             dataset_split="test",
             metric_type=metric,
             metric_name=metric_display_name(metric),
@@ -160,7 +142,7 @@ def results_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
     ]
     for dataset, values in metrics.items():
         cells = [f"{values[name]:.1f}" if name in values else "–" for name in columns]
-        lines.append(f"| {DATASET_NAMES.get(dataset, dataset)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {display_name(dataset)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -199,9 +181,18 @@ def base_model_id(config: MoECLIPConfig, repo_id: str | None = None) -> str:
     so anything that is not another repository's id falls back to the paper's CLIP checkpoint.
     """
     name = str(getattr(config, "_name_or_path", "") or "")
-    if _HUB_ID.match(name) and name != repo_id and not Path(name).exists():
+    if _is_namespaced_repo_id(name) and name != repo_id and not Path(name).exists():
         return name
     return DEFAULT_BASE_MODEL
+
+
+def _is_namespaced_repo_id(name: str) -> bool:
+    """Whether `name` is a valid `org/name` Hub repository id (huggingface_hub's own rules)."""
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return "/" in name
 
 
 def _human_list(values: list[Any]) -> str:
@@ -213,16 +204,16 @@ def _card_fields(
     config: MoECLIPConfig, base_model: str, model_name: str, model_id: str, results: str
 ) -> dict[str, str]:
     """The values of the template's `$placeholders`."""
-    moe = config.moe
+    moe = config.moe_config
     return {
         "model_name": model_name,
         "model_id": model_id,
         "base_model": base_model,
         "image_size": str(config.image_size),
-        "moe_layers": _human_list(moe["layers"]),
-        "num_experts": str(moe["num_experts"]),
-        "rank": str(moe["r"]),
-        "top_k": str(moe["top_k"]),
+        "moe_layers": _human_list(moe.layers),
+        "num_experts": str(moe.num_experts),
+        "rank": str(moe.r),
+        "top_k": str(moe.top_k),
         "feature_layers": _human_list(config.feature_layers),
         "paa_scales": _human_list(config.paa_scales),
         "threshold": f"{config.anomaly_threshold:g}",

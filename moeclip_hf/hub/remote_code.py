@@ -1,4 +1,4 @@
-"""Self-contained remote code for exported MoECLIP repositories.
+"""Self-contained code for exported MoECLIP repositories, generated from the package's own sources.
 
 `AutoModel.from_pretrained(repo, trust_remote_code=True)` must work where `moeclip_hf` is not installed
 (the Hub's "Use this model" snippet, Inference Endpoints). transformers supports that through `auto_map`:
@@ -17,6 +17,11 @@ hash of the *entry file's* import closure; with one entry per class (config, mod
 the closures differ, each class gets its own copy of the shared modules, and objects crossing between
 them (the config's `MoELoraConfig` reaching the model's tuner) fail `isinstance` checks. One entry module
 means one closure, one copy, one set of classes.
+
+The endpoint handler (`handler.py`) and the Space app (`app.py`) are run as top-level scripts, where relative
+imports do not work, so they are *bundled* instead (`bundle_source`): the entry module and the package modules
+it imports are concatenated into one file, dependencies first, their package imports dropped. A name defined
+by two bundled modules is refused, so the bundle means what the package means.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from pathlib import Path
 from ..configuration import MoECLIPConfig
 from ..modeling.modeling_moeclip import MoECLIPModel
 from ..modeling.processing_moeclip import MoECLIPProcessor
-from ..inference.pipeline import TASK, ZeroShotAnomalyDetectionPipeline
+from ..inference.pipeline import ZeroShotAnomalyDetectionPipeline
+from ..inference.task import TASK
 
 PACKAGE = __name__.split(".")[0]
 #: The flat module every `auto_map` and `custom_pipelines` entry names.
@@ -133,6 +139,93 @@ def collect_sources(entry_modules: Iterable[str]) -> dict[str, str]:
     return files
 
 
+def _bundle_order(entry_module: str) -> list[str]:
+    """The entry module and the package modules it imports, dependencies first."""
+    order: list[str] = []
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        if module in order:
+            return
+        if module in path:
+            raise ValueError(f"Import cycle between package modules: {' -> '.join((*path, module))}.")
+        source = _source_path(module).read_text(encoding="utf-8")
+        for _, target in _package_imports(module, ast.parse(source)):
+            visit(target, (*path, module))
+        order.append(module)
+
+    visit(entry_module, ())
+    return order
+
+
+def _bundled_body(module: str, keep_docstring: bool) -> tuple[str, str | None, dict[str, str]]:
+    """A module's source without its package imports, `from __future__` line and `__all__`; its docstring; and
+    the top-level names it defines (name -> kind), for the collision check."""
+    path = _source_path(module)
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source, filename=str(path))
+    package_nodes = {id(node) for node, _ in _package_imports(module, tree)}
+    docstring = ast.get_docstring(tree, clean=False)
+    dropped: set[int] = set()
+    defined: dict[str, str] = {}
+    for index, node in enumerate(tree.body):
+        is_docstring = index == 0 and docstring is not None and isinstance(node, ast.Expr)
+        is_future = isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        is_all = isinstance(node, ast.Assign) and any(getattr(target, "id", None) == "__all__" for target in node.targets)
+        if is_docstring or is_future or is_all or id(node) in package_nodes:
+            if id(node) in package_nodes and any(alias.asname for alias in node.names):
+                raise ValueError(f"{module}, line {node.lineno}: a bundled module imports package names without `as`.")
+            dropped.update(range(node.lineno, node.end_lineno + 1))
+            continue
+        defined.update(_bound_names(node, module))
+    nested = package_nodes - {id(node) for node in tree.body}
+    if nested:
+        raise ValueError(f"{module}: a bundled module imports package modules inside a function; import them at the top.")
+    lines = [line for number, line in enumerate(source.splitlines(keepends=True), start=1) if number not in dropped]
+    return "".join(lines).strip() + "\n", docstring if keep_docstring else None, defined
+
+
+def _bound_names(node: ast.stmt, module: str) -> dict[str, str]:
+    """The names a top-level statement binds, each with what it is bound to: the defining module, or for an import
+    the imported object (the same import in two modules binds the same thing)."""
+    if isinstance(node, ast.Import):
+        return {alias.asname or alias.name.split(".")[0]: f"import {alias.name}" for alias in node.names}
+    if isinstance(node, ast.ImportFrom):
+        return {alias.asname or alias.name: f"from {node.module} import {alias.name}" for alias in node.names}
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name: module}
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+    return {name.id: module for target in targets for name in ast.walk(target) if isinstance(name, ast.Name)}
+
+
+def bundle_source(entry_module: str) -> str:
+    """One self-contained file: `entry_module` and every package module it imports, dependencies first.
+
+    The file starts with the entry module's docstring and a note of where it was generated from; each module's
+    code follows under a comment naming its source file. A module-level name defined by two different modules
+    (or imported from two different places) is refused with an error naming it.
+    """
+    order = _bundle_order(entry_module)
+    owners: dict[str, str] = {}
+    sections = []
+    docstring = None
+    for module in order:
+        body, module_docstring, defined = _bundled_body(module, keep_docstring=module == entry_module)
+        docstring = module_docstring if module == entry_module else docstring
+        for name, owner in defined.items():
+            if owners.setdefault(name, owner) != owner:
+                raise ValueError(f"Bundling {entry_module}: {name!r} is defined both by {owners[name]!r} and {owner!r}.")
+        relative = _source_path(module).relative_to(_source_path(PACKAGE).parent.parent).as_posix()
+        sections.append(f"# {'-' * 30} {relative}\n\n{body}")
+    sources = ", ".join(_source_path(module).name for module in order)
+    header = [
+        f'"""{docstring}"""' if docstring else "",
+        f"# Generated by {__name__} at export from the package sources ({sources}); edit those, not this file.",
+        "",
+        "from __future__ import annotations",
+    ]
+    return "\n".join([*header, "", *sections])
+
+
 def entry_module_source() -> str:
     """The source of the entry module: one flat relative import per exported class."""
     docstring = '"""The remote-code entry point: `auto_map` and `custom_pipelines` name the classes imported here."""'
@@ -195,15 +288,15 @@ def third_party_imports(paths: Iterable[str | Path]) -> set[str]:
     return {name for name in names if name not in sys.stdlib_module_names and name != "__future__"}
 
 
-def requirements(paths: Iterable[str | Path]) -> list[str]:
-    """requirements.txt lines for code that imports what `paths` import.
+def requirements(paths: Iterable[str | Path], provided: Iterable[str] = ()) -> list[str]:
+    """requirements.txt lines for code that imports what `paths` import, except the `provided` modules.
 
     Module names are mapped to their distributions (`PIL` -> `pillow`) and each distribution gets the
     version range this package declares for it, so an endpoint installs what the package was tested with.
     """
     distributions = importlib.metadata.packages_distributions()
     needed = {_normalized(name) for name in ALWAYS_REQUIRED}
-    for module in third_party_imports(paths):
+    for module in third_party_imports(paths) - set(provided):
         if module not in distributions:
             raise ValueError(f"The exported code imports {module!r}, which no installed distribution provides.")
         needed.update(_normalized(name) for name in distributions[module])
@@ -227,6 +320,7 @@ def _declared_requirements() -> dict[str, str]:
 
 __all__ = [
     "ENTRY_MODULE",
+    "bundle_source",
     "EXPORTED_CLASSES",
     "auto_map",
     "collect_sources",

@@ -1,4 +1,9 @@
-"""Scoring image files with a saved model and writing overlays: the work behind `moeclip detect`."""
+"""Scoring image files with a saved model and writing overlays: the work behind `moeclip detect`.
+
+Each image is read once (`moeclip_hf.image_io.read_image`) and handed to the pipeline as RGB; the map comes back
+as float values at the image's size (`output_format="array"`), and the overlay's contour is drawn on those
+values, the same the pipeline's segmentation masks threshold.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from transformers import pipeline
 
-from ..data.images import read_image
-from .pipeline import TASK
+from ..image_io import read_image
+from .registration import register
+from .task import TASK
 from .visualization import overlay
 
 
@@ -38,6 +43,7 @@ def detect_images(
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"image not found: {path}")
+    register()
     detector = pipeline(TASK, model=str(model))
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -45,10 +51,9 @@ def detect_images(
     detections = []
     for path in paths:
         picture = read_image(path)
-        result = detector(picture, **{key: value for key, value in options.items() if value is not None})
-        anomaly_map = np.asarray(result["anomaly_map"], dtype=np.float32) / 255.0
+        result = detector(picture, output_format="array", **{key: value for key, value in options.items() if value is not None})
         overlay_path = output_dir / f"{path.stem}_overlay.png"
-        overlay(picture, anomaly_map, result["threshold"]).save(overlay_path)
+        overlay(picture, result["anomaly_map"], result["threshold"]).save(overlay_path)
         detections.append(Detection(path, result["score"], result["is_anomalous"], result["threshold"], overlay_path))
     return detections
 

@@ -7,16 +7,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
-from transformers import AutoModel, Pipeline
-from transformers.pipelines import PIPELINE_REGISTRY
+from transformers import Pipeline
 
-from ..data.images import read_image
+from ..image_io import read_image
+from ..modeling.maps import probability_anomaly_map
 from ..modeling.prompts import CLASS_AGNOSTIC_DESCRIPTION, is_known_class
-
-TASK = "zero-shot-anomaly-detection"
-OUTPUT_FORMATS = ("anomaly", "segmentation")
+from .task import OUTPUT_FORMATS
 logger = logging.getLogger(__name__)
 
 
@@ -38,7 +35,13 @@ class ZeroShotAnomalyDetectionPipeline(Pipeline):
     (the model config's `anomaly_threshold` unless given) and `anomaly_map`, a grayscale PIL image of the
     input's size (0-255 for anomaly probability 0-1). With `output_format="segmentation"` each result is
     instead the Hub image-segmentation shape, `[{"label": "anomaly", "score": ..., "mask": PIL image}]`,
-    where the mask holds 255 where the map reaches the threshold.
+    where the mask holds 255 where the map reaches the threshold; with `output_format="array"` the
+    `anomaly_map` is the float32 array of the probabilities themselves, the values the mask thresholds and
+    the overlays draw.
+
+    The image is read once (`moeclip_hf.image_io.read_image`: paths, URLs, base64, bytes, PIL images and
+    arrays) and resized once to the model's input; the map is upsampled once, from the patch grid straight to
+    the input's size.
 
     The class name is turned into the benchmark description when it is one of the 14 benchmarks'
     classes, used as written otherwise, and replaced by "object" when empty. The map is the
@@ -77,12 +80,10 @@ class ZeroShotAnomalyDetectionPipeline(Pipeline):
         return preprocess, forward, postprocess
 
     def __call__(self, images, **kwargs) -> dict[str, Any] | list:
-        """Detect anomalies in one image (a path, PIL image or encoded bytes) or a list of them."""
+        """Detect anomalies in one image (a path, URL, base64 string, bytes, PIL image or array) or a list of them."""
         return super().__call__(images, **kwargs)
 
     def preprocess(self, image, class_name: str = CLASS_AGNOSTIC_DESCRIPTION, dataset: str | None = None) -> dict[str, Any]:
-        if isinstance(image, (bytes, bytearray)):
-            image = {"bytes": bytes(image), "path": None}
         picture = read_image(image)
         if not class_name or not class_name.strip():
             logger.warning("Empty class name: using the class-agnostic description %r.", CLASS_AGNOSTIC_DESCRIPTION)
@@ -95,30 +96,31 @@ class ZeroShotAnomalyDetectionPipeline(Pipeline):
     def _forward(self, model_inputs: dict[str, Any], domain: str | None = None) -> dict[str, Any]:
         original_size = model_inputs.pop("original_size")
         outputs = self.model(**model_inputs, domain=domain)
-        return {"anomaly_map": outputs.anomaly_map, "anomaly_score": outputs.anomaly_score, "original_size": original_size}
+        return {
+            "patch_logits": outputs.patch_logits,
+            "anomaly_score": outputs.anomaly_score,
+            "original_size": original_size,
+            "domain": domain or self.model.config.domain,
+        }
 
     def postprocess(self, model_outputs: dict[str, Any], threshold: float | None = None, output_format: str = "anomaly"):
         if threshold is None:
             threshold = float(self.model.config.anomaly_threshold)
         height, width = (int(side) for side in model_outputs["original_size"].reshape(-1)[:2])
-        anomaly_map = model_outputs["anomaly_map"].reshape(1, 1, *model_outputs["anomaly_map"].shape[-2:]).float()
-        full_size = F.interpolate(anomaly_map, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
-        full_size = full_size.clamp(0, 1).cpu().numpy()
+        config, domain = self.model.config, model_outputs["domain"]
+        logits = model_outputs["patch_logits"].float()
+        full_size = probability_anomaly_map(
+            logits.reshape(1, -1, *logits.shape[-3:]),
+            (height, width),
+            config.blur_kernel_sizes[domain],
+            config.blur_sigmas[domain],
+        )[0].cpu().numpy()
         score = float(model_outputs["anomaly_score"].reshape(-1)[0])
         if output_format == "segmentation":
             mask = Image.fromarray(np.where(full_size >= threshold, 255, 0).astype(np.uint8))
             return [{"label": "anomaly", "score": score, "mask": mask}]
-        return {
-            "score": score,
-            "is_anomalous": score >= threshold,
-            "threshold": threshold,
-            "anomaly_map": Image.fromarray(np.round(full_size * 255).astype(np.uint8)),
-        }
+        anomaly_map = full_size if output_format == "array" else Image.fromarray(np.round(full_size * 255).astype(np.uint8))
+        return {"score": score, "is_anomalous": score >= threshold, "threshold": threshold, "anomaly_map": anomaly_map}
 
 
-def register_pipeline() -> None:
-    """Make `pipeline("zero-shot-anomaly-detection", model=...)` build this pipeline."""
-    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ZeroShotAnomalyDetectionPipeline, pt_model=AutoModel, type="multimodal")
-
-
-__all__ = ["OUTPUT_FORMATS", "TASK", "ZeroShotAnomalyDetectionPipeline", "register_pipeline"]
+__all__ = ["ZeroShotAnomalyDetectionPipeline"]

@@ -1,14 +1,19 @@
-"""Pictures of anomaly maps: heat maps and overlays with the threshold contour."""
+"""Pictures of anomaly maps: heat maps on matplotlib's colour maps, and overlays with the threshold contour.
+
+The one overlay of the package: `moeclip detect`, `moeclip demo`, `moeclip serve` and the exported Space all
+draw it. Only the colour map comes from matplotlib (no figure, so no backend is chosen).
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from matplotlib import colormaps
 from PIL import Image
 
 
 def heat_map(anomaly_map: np.ndarray, colormap: str = "jet") -> Image.Image:
     """An RGB picture of a map with values in [0, 1] (clipped), coloured with a matplotlib colormap."""
+    from matplotlib import colormaps  # imported here: `import moeclip_hf.inference` stays light
+
     values = np.clip(np.asarray(anomaly_map, dtype=np.float32), 0.0, 1.0)
     if values.ndim != 2:
         raise ValueError(f"anomaly_map must be 2-D (height, width); got shape {values.shape}.")

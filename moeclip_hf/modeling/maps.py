@@ -21,8 +21,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "BLUR_SETTINGS",
-    "SCORE_FUSION_WEIGHTS",
     "anomaly_logit_map",
     "fuse_image_score",
     "gaussian_blur",
@@ -32,13 +30,6 @@ __all__ = [
     "protocol_anomaly_map",
     "training_probabilities",
 ]
-
-#: domain -> (kernel size, sigma) of the Gaussian blur of the test maps (released constants).
-BLUR_SETTINGS: dict[str, tuple[int, float]] = {"industrial": (7, 1.0), "medical": (9, 1.5)}
-
-#: domain -> weight of max(pixel map) in the test-time image score; the image head's score gets 1 - weight.
-SCORE_FUSION_WEIGHTS: dict[str, float] = {"industrial": 0.5, "medical": 1.0}
-
 
 def _image_size_pair(image_size: int | tuple[int, int]) -> tuple[int, int]:
     size = (image_size, image_size) if isinstance(image_size, Integral) else image_size
@@ -201,9 +192,9 @@ def protocol_anomaly_map(
         image_size (`int` or `tuple[int, int]`):
             Output size ``H`` (square) or ``(H, W)``.
         kernel_size (`int`):
-            Gaussian kernel size (`BLUR_SETTINGS`).
+            Gaussian kernel size (`MoECLIPConfig.blur_kernel_sizes` / `blur_sigmas` of the domain).
         sigma (`float`):
-            Gaussian sigma (`BLUR_SETTINGS`).
+            Gaussian sigma (`MoECLIPConfig.blur_kernel_sizes` / `blur_sigmas` of the domain).
 
     Returns:
         `torch.Tensor` of shape `(batch_size, H, W)`.
@@ -229,9 +220,9 @@ def probability_anomaly_map(
         image_size (`int` or `tuple[int, int]`):
             Output size ``H`` (square) or ``(H, W)``.
         kernel_size (`int`):
-            Gaussian kernel size (`BLUR_SETTINGS`).
+            Gaussian kernel size (`MoECLIPConfig.blur_kernel_sizes` / `blur_sigmas` of the domain).
         sigma (`float`):
-            Gaussian sigma (`BLUR_SETTINGS`).
+            Gaussian sigma (`MoECLIPConfig.blur_kernel_sizes` / `blur_sigmas` of the domain).
 
     Returns:
         `torch.Tensor` of shape `(batch_size, H, W)` with values in [0, 1].
@@ -251,7 +242,7 @@ def fuse_image_score(map_max: Tensor, image_score: Tensor, map_weight: float) ->
         image_score (`torch.Tensor` of shape `(batch_size,)`):
             The image head's score, `image_anomaly_score`.
         map_weight (`float`):
-            Weight in [0, 1] of the pixel map (`SCORE_FUSION_WEIGHTS`).
+            Weight in [0, 1] of the pixel map (`MoECLIPConfig.score_fusion_weights` of the domain).
 
     Returns:
         `torch.Tensor` of shape `(batch_size,)`.

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPVisionModel, PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers.utils import can_return_tuple
 
-from ..configuration.configuration_moeclip import DOMAINS, MoECLIPConfig
+from ..benchmarks import DOMAINS
+from ..configuration.configuration_moeclip import MoECLIPConfig
 from .heads import DepthwiseAdapter, patch_aggregation
 from .losses import classification_loss, segmentation_loss
 from .maps import (
@@ -22,54 +21,8 @@ from .maps import (
     probability_anomaly_map,
     training_probabilities,
 )
-from .moe_lora import MoELayerOutput, MoELoraLayer, MoELoraModel
-
-_ENCODER_LAYER_PREFIX = re.compile(r"^encoder\.layers\.(\d+)\.")
-
-
-@dataclass
-class MoECLIPOutput(ModelOutput):
-    """Output of [`MoECLIPModel`].
-
-    Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `masks` and `labels` are given):
-            Eq. 16: segmentation + classification + etf_loss_weight * ETF + balance_loss_weight * balance.
-        anomaly_map (`torch.FloatTensor` of shape `(batch_size, image_size, image_size)`):
-            The single-image anomaly map in [0, 1]: the mean over feature layers and PAA scales of the blurred
-            anomaly probability of Eq. 12.
-        anomaly_score (`torch.FloatTensor` of shape `(batch_size,)`):
-            Image score in [0, 1]: `w * max(anomaly_map) + (1 - w) * (cos_A + 1) / 2` with the domain's weight w.
-        patch_logits (`torch.FloatTensor` of shape `(batch_size, layers, scales, 2, grid, grid)`):
-            `logit_scale * cos(patch, [T_N, T_A])` per feature layer and PAA scale; the benchmark protocol
-            (`moeclip_hf.modeling.maps.protocol_anomaly_map`) is computed from these.
-        image_logits (`torch.FloatTensor` of shape `(batch_size, 2)`):
-            Cosines of the image embedding with [T_N, T_A] (no scale), the classification logits.
-        text_embeds (`torch.FloatTensor` of shape `(batch_size, 2, projection_dim)`):
-            The normalised [T_N, T_A] used for each image.
-        segmentation_loss, classification_loss (`torch.FloatTensor`, *optional*): the parts of `loss`.
-        etf_loss, balance_loss (`torch.FloatTensor`, *optional*, training only):
-            Sums over the MoE layers of the ETF (Eq. 8) and balance (Eq. 9) losses.
-        router_probs (`tuple[torch.FloatTensor]`, *optional*, when `return_routing=True`):
-            Per MoE layer, the router's softmax (batch_size, tokens, num_experts), CLS first.
-        selected_experts (`tuple[torch.LongTensor]`, *optional*, when `return_routing=True`):
-            Per MoE layer, the top-k expert indices (batch_size, tokens, top_k).
-        routing_weights (`tuple[torch.FloatTensor]`, *optional*, when `return_routing=True`):
-            Per MoE layer, the renormalised weights of the selected experts (batch_size, tokens, top_k).
-    """
-
-    loss: torch.FloatTensor | None = None
-    anomaly_map: torch.FloatTensor | None = None
-    anomaly_score: torch.FloatTensor | None = None
-    patch_logits: torch.FloatTensor | None = None
-    image_logits: torch.FloatTensor | None = None
-    text_embeds: torch.FloatTensor | None = None
-    segmentation_loss: torch.FloatTensor | None = None
-    classification_loss: torch.FloatTensor | None = None
-    etf_loss: torch.FloatTensor | None = None
-    balance_loss: torch.FloatTensor | None = None
-    router_probs: tuple[torch.FloatTensor, ...] | None = None
-    selected_experts: tuple[torch.LongTensor, ...] | None = None
-    routing_weights: tuple[torch.FloatTensor, ...] | None = None
+from .moe_lora import MoELoraLayer, MoELoraModel
+from .outputs import MoECLIPOutput, MoECLIPPatchFeatures
 
 
 class MoECLIPPreTrainedModel(PreTrainedModel):
@@ -103,7 +56,7 @@ def _head_linear(in_features: int, out_features: int) -> nn.Linear:
 class MoECLIPModel(MoECLIPPreTrainedModel):
     """MoECLIP for zero-shot anomaly detection (METHOD.md).
 
-    The frozen CLIP vision tower runs with MoE-LoRA layers rewriting the outputs of `config.moe["layers"]`;
+    The frozen CLIP vision tower runs with MoE-LoRA layers rewriting the outputs of `config.moe_config.layers`;
     the post-MoE token states of `config.feature_layers` go through CLIP's post layer norm, PAA over
     `config.paa_scales`, the per-layer segmentation projections and the depth-wise adapter, and are compared
     with the text embeddings of the class's normal and abnormal prompts.
@@ -123,10 +76,16 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
     ```
     """
 
+    moe_tuner: MoELoraModel
+
     def __init__(self, config: MoECLIPConfig) -> None:
         super().__init__(config)
-        vision_model = CLIPVisionModel(config.vision_config)
-        self.vision_model = MoELoraModel(vision_model, config.moe_config).model
+        tuner = MoELoraModel(CLIPVisionModel(config.vision_config), config.moe_config)
+        self.vision_model = tuner.model
+        # The tuner runs the tower and owns the MoE layers' routing and losses. It shares the tower's modules, and
+        # is kept outside the module tree so that the weights keep transformers' CLIP names (`vision_model.*`,
+        # not `vision_model.model.*`).
+        self.__dict__["moe_tuner"] = tuner
         self.text_model = CLIPTextModelWithProjection(config.text_config)
         hidden, embed = config.vision_config.hidden_size, config.projection_dim
         self.segmentation_projections = nn.ModuleList(_head_linear(hidden, embed) for _ in config.feature_layers)
@@ -169,7 +128,7 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
 
     def moe_layers(self) -> list[MoELoraLayer]:
         """The MoE-LoRA layers of the vision tower, in encoder order."""
-        return [module for module in self.vision_model.encoder.layers if isinstance(module, MoELoraLayer)]
+        return self.moe_tuner.moe_layers()
 
     # ----------------------------------------------------------------------------------------------------- text
 
@@ -212,7 +171,10 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
         key = input_ids.cpu().numpy().tobytes() + attention_mask.cpu().numpy().tobytes()
         cached = self._prompt_cache.get(key)
         if cached is None:
-            with torch.no_grad():
+            # The frozen text tower always runs in full precision, also inside a mixed-precision training step:
+            # the cached embeddings then do not depend on where they were first needed.
+            device_type = self.text_model.text_projection.weight.device.type
+            with torch.no_grad(), torch.autocast(device_type, enabled=False):
                 cached = self.text_model(input_ids=input_ids, attention_mask=attention_mask).text_embeds
             self._prompt_cache[key] = cached
         return cached.to(self.text_model.text_projection.weight.device)
@@ -232,41 +194,69 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
 
     # --------------------------------------------------------------------------------------------------- vision
 
-    def _vision_layers(self, pixel_values: torch.Tensor, last_index: int) -> Iterator[tuple[int, torch.Tensor, MoELayerOutput | None]]:
-        """Run the tower layer by layer up to `last_index` (0-based), yielding each layer's output states.
-
-        The states are the layers' own outputs, post-MoE where a layer carries one, not what
-        `output_hidden_states` records: in transformers 5 its hooks sit on the wrapped (pre-MoE) layers.
-        """
-        tower = self.vision_model
-        hidden = tower.pre_layrnorm(tower.embeddings(pixel_values))
-        for index, layer in enumerate(tower.encoder.layers[: last_index + 1]):
-            moe_output = None
-            if isinstance(layer, MoELoraLayer):
-                moe_output = layer.forward_with_aux(hidden, None)
-                hidden = moe_output.hidden_states
-            else:
-                hidden = layer(hidden, None)
-            yield index, hidden, moe_output
-
     def _last_layer_needed(self, return_routing: bool) -> int:
-        """The deepest layer a forward must run: the last feature layer, or the last MoE layer when its
+        """The deepest layer (1-based) a forward must run: the last feature layer, or the last MoE layer when its
         losses (training) or routing are wanted."""
         last = self.config.feature_layers[-1]
         if self.training or return_routing:
-            last = max(last, max(self.config.moe["layers"]))
-        return last - 1
+            last = max(last, max(self.config.moe_config.layers))
+        return last
 
-    def _run_vision_tower(self, pixel_values: torch.Tensor, return_routing: bool = False) -> tuple[torch.Tensor, list[MoELayerOutput]]:
-        """The post-MoE token states of the feature layers, stacked (B, L, N, d), and the MoE layers' outputs."""
-        wanted = {layer - 1 for layer in self.config.feature_layers}
-        states, moe_outputs = [], []
-        for index, hidden, moe_output in self._vision_layers(pixel_values, self._last_layer_needed(return_routing)):
-            if moe_output is not None:
-                moe_outputs.append(moe_output)
-            if index in wanted:
-                states.append(hidden)
-        return torch.stack(states, dim=1), moe_outputs
+    def get_patch_features(
+        self, pixel_values: torch.Tensor, layers: Sequence[int] | None = None, return_routing: bool = False
+    ) -> MoECLIPPatchFeatures:
+        r"""The post-MoE features of the image patches at chosen encoder layers: what the heads, the analyses,
+        few-shot memories and exported graphs start from.
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, image_size, image_size)`):
+                CLIP-normalised images ([`MoECLIPProcessor`]).
+            layers (`Sequence[int]`, *optional*, defaults to `config.feature_layers`):
+                1-based encoder layers, e.g. `config.moe_config.layers` for the MoE layers' own outputs.
+            return_routing (`bool`, *optional*): also return the routing of the MoE layers that ran.
+
+        Returns:
+            [`MoECLIPPatchFeatures`]: `patch_features[i]` is layer `layers[i]`'s (batch_size, grid * grid, d).
+
+        Example:
+
+        ```python
+        >>> import torch
+        >>> from moeclip_hf import MoECLIPModel
+        >>> from moeclip_hf.presets import tiny_config
+        >>> model = MoECLIPModel(tiny_config()).eval()
+        >>> size = model.config.image_size
+        >>> features = model.get_patch_features(torch.zeros(1, 3, size, size), return_routing=True)
+        >>> [tuple(states.shape) for states in features.patch_features]
+        [(1, 64, 64), (1, 64, 64)]
+        >>> len(features.selected_experts) == len(model.config.moe_config.layers)
+        True
+        ```
+        """
+        self._check_pixel_values(pixel_values)
+        layers = list(self.config.feature_layers if layers is None else layers)
+        beyond = [layer for layer in layers if not 1 <= layer <= self.config.vision_config.num_hidden_layers]
+        if not layers or beyond:
+            raise ValueError(f"layers must name encoder layers 1..{self.config.vision_config.num_hidden_layers}; got {layers}.")
+        pixel_values = pixel_values.to(self.vision_model.embeddings.patch_embedding.weight.dtype)
+        last = max([*layers, *(self.config.moe_config.layers if return_routing else ())])
+        states = {
+            layer: hidden[:, 1:] for layer, hidden in self.moe_tuner.encoder_states(pixel_values, last) if layer in layers
+        }
+        return MoECLIPPatchFeatures(
+            patch_features=tuple(states[layer] for layer in layers), **self._routing_outputs(return_routing)
+        )
+
+    def _routing_outputs(self, return_routing: bool) -> dict[str, tuple[torch.Tensor, ...]]:
+        """The routing fields of an output, from the tuner's records of the latest forward."""
+        if not return_routing:
+            return {}
+        records = self.moe_tuner.routing()
+        return {
+            "router_probs": tuple(record.router_probs for record in records),
+            "selected_experts": tuple(record.top_k_indices for record in records),
+            "routing_weights": tuple(record.top_k_weights for record in records),
+        }
 
     def _patch_grids(self, patches: torch.Tensor, position: int) -> torch.Tensor:
         """(B, P, d) patches of feature layer `position` -> (B, S, e, g, g): its segmentation projection and PAA.
@@ -293,6 +283,7 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
 
     # -------------------------------------------------------------------------------------------------- forward
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -303,7 +294,6 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
         labels: torch.Tensor | None = None,
         return_routing: bool = False,
         domain: str | None = None,
-        return_dict: bool | None = None,
     ) -> MoECLIPOutput:
         r"""
         Args:
@@ -318,6 +308,7 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
             labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): 0 normal, 1 anomalous.
             return_routing (`bool`, *optional*): also return each MoE layer's routing.
             domain (`str`, *optional*): `"industrial"` or `"medical"`; defaults to `config.domain`.
+            return_dict (`bool`, *optional*): `False` gives `MoECLIPOutput.to_tuple()` (transformers' convention).
         """
         self._check_pixel_values(pixel_values)
         # Any floating dtype is accepted and cast to the tower's (a bf16 model takes the processor's float32).
@@ -343,21 +334,13 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
 
         # Each feature layer is turned into its (small) logits as soon as the tower produces it, so no
         # stack of full token states or feature maps is held while the deeper layers run.
-        positions = {layer - 1: position for position, layer in enumerate(self.config.feature_layers)}
+        positions = {layer: position for position, layer in enumerate(self.config.feature_layers)}
         text = text_embeds.to(pixel_values.dtype)
-        # Only the MoE layers' losses and routing are kept, not their hidden states, which would stay
-        # alive for the rest of the tower.
-        layer_logits, etf_losses, balance_losses, routing, patches = [], [], [], [], None
-        for index, hidden, moe_output in self._vision_layers(pixel_values, self._last_layer_needed(return_routing)):
-            if moe_output is not None:
-                if moe_output.etf_loss is not None:
-                    etf_losses.append(moe_output.etf_loss)
-                    balance_losses.append(moe_output.balance_loss)
-                if return_routing:
-                    routing.append((moe_output.router_probs, moe_output.top_k_indices, moe_output.top_k_weights))
-            if index in positions:
+        layer_logits, patches = [], None
+        for layer, hidden in self.moe_tuner.encoder_states(pixel_values, self._last_layer_needed(return_routing)):
+            if layer in positions:
                 patches = self.vision_model.post_layernorm(hidden[:, 1:])
-                layer_logits.append(patch_logits(self._patch_grids(patches, positions[index]), text, self.config.logit_scale))
+                layer_logits.append(patch_logits(self._patch_grids(patches, positions[layer]), text, self.config.logit_scale))
         logits = torch.stack(layer_logits, dim=1)
         image_embedding = self._image_embedding(patches)
         image_logits = torch.einsum("be,bce->bc", F.normalize(image_embedding, dim=-1), text_embeds.to(image_embedding.dtype))
@@ -373,8 +356,8 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
         )
 
         etf = balance = None
-        if etf_losses:
-            etf, balance = torch.stack(etf_losses).sum(), torch.stack(balance_losses).sum()
+        if self.training and any(record.etf_loss is not None for record in self.moe_tuner.routing()):
+            etf, balance = self.moe_tuner.auxiliary_losses()
         loss = seg_loss = cls_loss = None
         if masks is not None or labels is not None:
             if masks is None or labels is None:
@@ -389,10 +372,6 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
             if etf is not None:
                 loss = loss + self.config.etf_loss_weight * etf + self.config.balance_loss_weight * balance
 
-        routing_outputs = {}
-        if return_routing:
-            probs, selected, weights = zip(*routing)
-            routing_outputs = {"router_probs": probs, "selected_experts": selected, "routing_weights": weights}
         return MoECLIPOutput(
             loss=loss,
             anomaly_map=anomaly_map,
@@ -404,7 +383,7 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
             classification_loss=cls_loss,
             etf_loss=etf,
             balance_loss=balance,
-            **routing_outputs,
+            **self._routing_outputs(return_routing),
         )
 
     def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
@@ -429,7 +408,7 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
 
         The vision tower's position embeddings are resized once, here, from the checkpoint's grid to
         `image_size // patch_size` (bicubic, antialias, CLS position kept), so no forward interpolates.
-        Further keyword arguments go to [`MoECLIPConfig`] (e.g. `moe={"num_experts": 8}`, `feature_layers`).
+        Further keyword arguments go to [`MoECLIPConfig`] (e.g. `moe_config={"num_experts": 8}`, `feature_layers`).
         """
         clip = CLIPModel.from_pretrained(name_or_path)
         vision_config = clip.config.vision_config.to_dict()
@@ -442,7 +421,7 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
             vision_state["embeddings.position_embedding.weight"], config.grid_size
         )
         vision_state.pop("embeddings.position_ids", None)
-        model.load_vision_tower_weights(vision_state)
+        model.moe_tuner.load_tower_state_dict(vision_state)
         text_state = {f"text_model.{key}": value for key, value in clip.text_model.state_dict().items()}
         text_state["text_projection.weight"] = clip.text_projection.weight
         missing, unexpected = model.text_model.load_state_dict(text_state, strict=False)
@@ -450,22 +429,6 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
             raise ValueError(f"CLIP text weights do not fit: missing {missing}, unexpected {unexpected}.")
         model.config._name_or_path = str(name_or_path)
         return model
-
-    def load_vision_tower_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Load a plain `CLIPVisionModel` state dict into the MoE-wrapped tower (its layers gain `base_layer.`)."""
-        moe_indices = {layer - 1 for layer in self.config.moe["layers"]}
-
-        def wrapped(key: str) -> str:
-            match = _ENCODER_LAYER_PREFIX.match(key)
-            if match and int(match.group(1)) in moe_indices:
-                return f"{match.group(0)}base_layer.{key[match.end():]}"
-            return key
-
-        mapped = {wrapped(key): value for key, value in state_dict.items()}
-        missing, unexpected = self.vision_model.load_state_dict(mapped, strict=False)
-        missing = [key for key in missing if ".moe_" not in key and not key.endswith("position_ids")]
-        if missing or unexpected:
-            raise ValueError(f"CLIP vision weights do not fit the tower: missing {missing}, unexpected {unexpected}.")
 
 
 def resize_position_embeddings(weight: torch.Tensor, grid_size: int) -> torch.Tensor:
@@ -482,4 +445,4 @@ def resize_position_embeddings(weight: torch.Tensor, grid_size: int) -> torch.Te
     return torch.cat([cls_position, resized], dim=0)
 
 
-__all__ = ["MoECLIPModel", "MoECLIPOutput", "MoECLIPPreTrainedModel", "resize_position_embeddings"]
+__all__ = ["MoECLIPModel", "MoECLIPOutput", "MoECLIPPatchFeatures", "MoECLIPPreTrainedModel", "resize_position_embeddings"]

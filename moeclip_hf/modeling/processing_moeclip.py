@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from transformers import BatchFeature, CLIPImageProcessorPil, ProcessorMixin
 
-from .image_conversion import to_rgb
+from ..image_io import to_rgb
 from .prompts import describe, prompt_sentences
 
 #: CLIP's text context length; prompts are padded to the longest in a call and truncated here.
@@ -47,7 +47,7 @@ class MoECLIPProcessor(ProcessorMixin):
 
         Class names are turned into their benchmark description when known (`dataset` disambiguates),
         otherwise used as written; an empty name falls back to "object". PIL images of any mode are first
-        converted to RGB as the data pipeline converts them (`moeclip_hf.modeling.image_conversion.to_rgb`: 16-bit
+        converted to RGB as the data pipeline converts them (`moeclip_hf.image_io.to_rgb`: 16-bit
         grayscale stretched by its own range, transparency composited onto white).
         """
         if images is None and class_names is None:

@@ -122,7 +122,7 @@ class ModelArguments:
         return {name: getattr(self, name) for name in names}
 
     def config_overrides(self) -> dict[str, Any]:
-        """`MoECLIPConfig` keyword arguments for the flags that were set; `moe` holds only the set MoE fields."""
+        """`MoECLIPConfig` keyword arguments for the flags that were set; `moe_config` holds only the set MoE fields."""
         moe = {
             "num_experts": self.num_experts,
             "top_k": self.top_k,
@@ -141,7 +141,7 @@ class ModelArguments:
         overrides = {name: value for name, value in overrides.items() if value is not None}
         moe = {name: value for name, value in moe.items() if value is not None}
         if moe:
-            overrides["moe"] = moe
+            overrides["moe_config"] = moe
         return overrides
 
     def loss_weight_overrides(self) -> dict[str, float]:

@@ -2,92 +2,48 @@
 
 One code path serves `python train.py`, `accelerate launch train.py`, `torchrun --nproc_per_node N train.py`
 and the `moeclip demo` command (through `train`). Resuming a run reproduces the uninterrupted run exactly
-(same seed, same hardware) because everything random is either restored or a pure function of the seed:
-
-- model weights, Adam moments, the scheduler and the global torch/numpy/python RNGs (MoE dropout) are
-  restored by `Accelerator.load_state` (see `checkpointing`);
-- the data order of epoch e is a permutation drawn from a generator seeded with (seed, e), and the position
-  in the epoch is restored with `Accelerator.skip_first_batches`;
-- the augmentation of sample i in epoch e draws from a generator seeded with (seed, e, i), so it depends on
-  neither worker processes nor where a run was interrupted;
-- the DataLoader has its own generator, so starting an epoch's iterator consumes nothing from the global RNG.
+(same seed, same hardware): model weights, Adam moments, the scheduler and the global torch/numpy/python RNGs
+(MoE dropout) are restored by `Accelerator.load_state` (see `checkpointing`), and the data order and
+augmentation are pure functions of the seed (see `moeclip_hf.training.data`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import ProjectConfiguration, broadcast_object_list, is_tensorboard_available, set_seed
 from datasets import Dataset
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer
 
-from ..data.loading import load_benchmark
-from ..data.synthetic import generate_splits
-from ..data.transforms import ClipPreprocess, JointAugmentation
 from ..modeling.modeling_moeclip import MoECLIPModel
-from ..modeling.moe_lora import MoELoraLayer
-from ..modeling.processing_moeclip import MoECLIPProcessor, clip_image_processor
-from ..presets import tiny_config, tiny_processor
-from .arguments import (
-    TINY_CLIP,
-    DataArguments,
-    ModelArguments,
-    TrainingArguments,
-    arguments_to_dict,
-    differing_fields,
-    parse_args,
-)
+from ..modeling.processing_moeclip import MoECLIPProcessor
+from .arguments import DataArguments, ModelArguments, TrainingArguments, arguments_to_dict
 from .checkpointing import (
     CHECKPOINTS_DIR,
     TrainerState,
     checkpoint_folder,
     find_resumable_checkpoint,
-    list_checkpoints,
     register_model_state_hooks,
-    remove_staging_folders,
     save_checkpoint,
     save_final_model,
 )
+from .data import load_training_rows, make_dataloader
+from .model import build_model_and_processor, enable_gradient_checkpointing
+from .run_folder import FINAL_MODEL_DIR, LOGS_DIR, check_output_dir, initialise_output_dir
 
 logger = logging.getLogger(__name__)
 
-TRAINING_ARGS_NAME = "training_args.json"
-FINAL_MODEL_DIR = "final"
-LOGS_DIR = "logs"
-SYNTHETIC_DIR = "synthetic"
-#: The benchmark layout the synthetic generator writes, and the split of it that training reads.
-SYNTHETIC_LAYOUT, SYNTHETIC_TRAIN_ROOT = "mvtec", "train"
-SYNTHETIC_MARKER = "generation.json"
-#: Image side of the tiny offline CLIP, and of a full CLIP run (METHOD.md, "Backbone").
-TINY_IMAGE_SIZE, DEFAULT_IMAGE_SIZE = 64, 518
 #: The parts of the loss that `MoECLIPOutput` carries and that are logged.
 LOSS_NAMES = ("loss", "segmentation_loss", "classification_loss", "etf_loss", "balance_loss")
-
-
-class TrainingConfigurationError(ValueError):
-    """A run that cannot start as configured (data, classes, output folder); raised before any training work."""
-
-
-class TrainingDataError(ValueError):
-    """A training sample that cannot be used (an unreadable image, a mask of another size), met during the run.
-
-    The message names the file. Checkpoints written before it are kept, so `--resume` continues the run once
-    the file is mended or removed.
-    """
 
 
 @dataclass
@@ -110,277 +66,6 @@ class TrainResult:
     loss_history: list[dict[str, float]]
     model: MoECLIPModel
     processor: MoECLIPProcessor
-
-
-# ------------------------------------------------------------------------------------------ output folder
-
-
-def check_output_dir(output_dir: Path, arguments: dict[str, Any], training_args: TrainingArguments) -> list[str]:
-    """Refuse to mix two runs in one folder, before anything is loaded or written.
-
-    A folder whose `training_args.json` differs from these arguments holds another run; one with the same
-    arguments and checkpoints holds this run already. Both need `--resume` or `--overwrite`. Returns the
-    arguments that a resumed run changes.
-    """
-    saved_path = output_dir / TRAINING_ARGS_NAME
-    if training_args.overwrite or not saved_path.is_file():
-        return []
-    differences = differing_fields(json.loads(saved_path.read_text()), arguments)
-    if training_args.resume:
-        return differences
-    if differences:
-        raise TrainingConfigurationError(
-            f"{output_dir} holds another run: its {TRAINING_ARGS_NAME} differs in {', '.join(differences)}. "
-            "Pass --resume to continue it with these arguments, --overwrite to start over, or another --output-dir."
-        )
-    if list_checkpoints(output_dir / CHECKPOINTS_DIR) or (output_dir / FINAL_MODEL_DIR).exists():
-        raise TrainingConfigurationError(
-            f"{output_dir} already holds checkpoints of this run: pass --resume to continue it or --overwrite "
-            "to start over."
-        )
-    return []
-
-
-def initialise_output_dir(output_dir: Path, arguments: dict[str, Any], overwrite: bool) -> None:
-    """Clear an overwritten run's artefacts (generated data is kept) and record these arguments."""
-    if overwrite:
-        for name in (CHECKPOINTS_DIR, FINAL_MODEL_DIR, LOGS_DIR):
-            shutil.rmtree(output_dir / name, ignore_errors=True)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    remove_staging_folders(output_dir / CHECKPOINTS_DIR)
-    (output_dir / TRAINING_ARGS_NAME).write_text(json.dumps(arguments, indent=2))
-
-
-# --------------------------------------------------------------------------------------------------- model
-
-
-def build_model_and_processor(model_args: ModelArguments) -> tuple[MoECLIPModel, MoECLIPProcessor]:
-    """The model to train and its processor: from a MoECLIP checkpoint, the tiny offline CLIP, or any CLIP.
-
-    Call `accelerate.utils.set_seed` first: the heads and MoE layers of a fresh model are drawn at random.
-    """
-    if model_args.init_from is not None:
-        model = MoECLIPModel.from_pretrained(model_args.init_from)
-        # from_pretrained (transformers 5.24) hands back every parameter trainable: freeze CLIP again.
-        model.freeze_clip()
-        processor = MoECLIPProcessor.from_pretrained(model_args.init_from)
-        for name, value in model_args.loss_weight_overrides().items():
-            setattr(model.config, name, value)
-        return model, processor
-    overrides = model_args.config_overrides()
-    if model_args.clip == TINY_CLIP:
-        image_size = model_args.image_size or TINY_IMAGE_SIZE
-        if "moe" in overrides:
-            overrides["moe"] = {**tiny_config().moe, **overrides["moe"]}
-        return MoECLIPModel(tiny_config(image_size=image_size, **overrides)), tiny_processor(image_size)
-    image_size = model_args.image_size or DEFAULT_IMAGE_SIZE
-    model = MoECLIPModel.from_clip(model_args.clip, image_size=image_size, **overrides)
-    processor = MoECLIPProcessor(
-        image_processor=clip_image_processor(image_size), tokenizer=AutoTokenizer.from_pretrained(model_args.clip)
-    )
-    return model, processor
-
-
-def vision_encoder_layers(model: MoECLIPModel) -> list[torch.nn.Module]:
-    """The CLIP encoder layers of the vision tower, the wrapped layer in place of each MoE-LoRA wrapper."""
-    layers = model.vision_model.encoder.layers
-    return [layer.base_layer if isinstance(layer, MoELoraLayer) else layer for layer in layers]
-
-
-def enable_gradient_checkpointing(model: MoECLIPModel) -> None:
-    """Recompute the frozen CLIP encoder layers in the backward pass instead of keeping their activations.
-
-    transformers' activation checkpointing reaches the CLIP layers wrapped by the MoE too (they are still
-    `GradientCheckpointingLayer`s); the MoE mixing itself is cheap and stays outside the recomputation. The
-    non-reentrant variant is used because the first layers' inputs do not require gradients.
-    """
-    model.activation_checkpointing_enable({"use_reentrant": False})
-    unreached = [index for index, layer in enumerate(vision_encoder_layers(model)) if not layer.gradient_checkpointing]
-    if unreached:
-        raise RuntimeError(f"activation checkpointing did not reach vision encoder layers {unreached}")
-
-
-# ---------------------------------------------------------------------------------------------------- data
-
-
-def derived_seed(*keys: int) -> int:
-    """A well-mixed 32-bit seed from a tuple of non-negative integers (numpy's SeedSequence)."""
-    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
-
-
-class EpochShuffleSampler(Sampler[tuple[int, int]]):
-    """Shuffles the sample indices with a generator seeded by (seed, epoch) and yields `(epoch, index)` keys.
-
-    The epoch travels with the index so that the dataset can seed each sample's augmentation without
-    shared state, which DataLoader workers would not see. Accelerate's `DataLoaderShard.set_epoch` sets the
-    epoch; under several processes every one draws the same permutation and takes its share of each batch.
-    """
-
-    def __init__(self, num_samples: int, seed: int) -> None:
-        self.num_samples = num_samples
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch))
-        for index in torch.randperm(self.num_samples, generator=generator).tolist():
-            yield self.epoch, index
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-
-class TrainingSamples(torch.utils.data.Dataset):
-    """Benchmark rows (decoded images and masks) as model inputs, augmented as a function of (seed, epoch, index).
-
-    Indexed by the `(epoch, index)` keys of `EpochShuffleSampler`. Preprocessing is that of
-    `moeclip_hf.data.transforms.ClipPreprocess`: the augmentation runs on [0, 1] pixels before normalisation.
-    """
-
-    def __init__(self, rows: Dataset, image_size: int, augment: bool, seed: int) -> None:
-        self.rows = rows
-        self.image_size = image_size
-        self.augment = augment
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
-        epoch, index = key
-        try:
-            row = self.rows[index]
-            augmentation = JointAugmentation(generator=derived_seed(self.seed, epoch, index)) if self.augment else None
-            pixel_values, mask = ClipPreprocess(self.image_size, augmentation)(row["image"], row["mask"])
-        except ValueError as error:
-            raise TrainingDataError(str(error)) from error
-        return {"pixel_values": pixel_values, "mask": mask, "label": row["label"], "class_name": row["class_name"]}
-
-
-@dataclass
-class TrainingCollator:
-    """Stacks samples into a batch and maps each class name to its row of the class-prompt tables."""
-
-    class_names: Sequence[str]
-
-    def __post_init__(self) -> None:
-        self.class_index = {name: index for index, name in enumerate(self.class_names)}
-
-    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return {
-            "pixel_values": torch.stack([sample["pixel_values"] for sample in samples]),
-            "masks": torch.stack([sample["mask"] for sample in samples]),
-            "labels": torch.tensor([sample["label"] for sample in samples]),
-            "class_index": torch.tensor([self.class_index[sample["class_name"]] for sample in samples]),
-        }
-
-
-def ensure_synthetic_data(root: Path, data_args: DataArguments) -> Path:
-    """Generate the synthetic benchmark's train/heldout/unseen roots under `root` unless they are there already.
-
-    A marker written after generation records its parameters: a generation that was interrupted or made with
-    other parameters is redone. Returns the root of the training (seen) categories.
-    """
-    parameters = {
-        "images_per_category": data_args.synthetic_images_per_category,
-        "image_size": data_args.synthetic_image_size,
-    }
-    marker = root / SYNTHETIC_MARKER
-    if not marker.is_file() or json.loads(marker.read_text()) != parameters:
-        marker.unlink(missing_ok=True)
-        generate_splits(root, overwrite=True, **parameters)
-        marker.write_text(json.dumps(parameters))
-    return root / SYNTHETIC_TRAIN_ROOT
-
-
-def load_training_rows(data_args: DataArguments, output_dir: Path, accelerator: Accelerator) -> tuple[Dataset, str]:
-    """The training split as decoded rows, and the benchmark name that describes its classes.
-
-    Raises `TrainingConfigurationError` for a root without images, unknown classes or classes without images.
-    """
-    if data_args.is_synthetic:
-        benchmark = SYNTHETIC_LAYOUT
-        with accelerator.main_process_first():
-            root = ensure_synthetic_data(Path(data_args.data_root or output_dir / SYNTHETIC_DIR), data_args)
-    else:
-        benchmark, root = data_args.dataset, Path(data_args.data_root)
-    try:
-        rows = load_benchmark(
-            benchmark, root, split=data_args.split, classes=data_args.classes, meta_file=data_args.meta_file
-        )
-    except (FileNotFoundError, ValueError) as error:
-        message = f"cannot train on --dataset {data_args.dataset} from {root}: {error}"
-        raise TrainingConfigurationError(message) from error
-    if len(rows) == 0:
-        raise TrainingConfigurationError(f"--dataset {data_args.dataset} at {root} has no images of these classes.")
-    return rows, benchmark
-
-
-def make_dataloader(
-    rows: Dataset,
-    class_names: Sequence[str],
-    image_size: int,
-    data_args: DataArguments,
-    training_args: TrainingArguments,
-) -> DataLoader:
-    """The (unprepared) training DataLoader: seeded epoch shuffling, per-sample seeded augmentation."""
-    return DataLoader(
-        TrainingSamples(rows, image_size, data_args.augment, training_args.seed),
-        batch_size=training_args.batch_size,
-        sampler=EpochShuffleSampler(len(rows), training_args.seed),
-        collate_fn=TrainingCollator(class_names),
-        num_workers=data_args.num_workers,
-        generator=torch.Generator().manual_seed(training_args.seed),
-        pin_memory=torch.cuda.is_available(),
-    )
-
-
-# ---------------------------------------------------------------------------------------------------- text
-
-
-@dataclass
-class ClassPrompts:
-    """The text side of every training class, computed once before the loop.
-
-    With a frozen text path the final [T_N, T_A] of each class are precomputed (`text_embeds`, (C, 2, e)) and
-    a batch looks its rows up. With `trainable_text_projection` the projection must run every step, so the
-    batch passes prompt ids instead; their frozen sentence embeddings are in the model's cache already.
-    """
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    text_embeds: torch.Tensor | None
-
-    @classmethod
-    def build(
-        cls,
-        model: MoECLIPModel,
-        processor: MoECLIPProcessor,
-        class_names: Sequence[str],
-        dataset: str,
-        device: torch.device,
-    ) -> ClassPrompts:
-        tokens = processor.tokenize_prompts(list(class_names), dataset)
-        input_ids = tokens["prompt_input_ids"].to(device)
-        attention_mask = tokens["prompt_attention_mask"].to(device)
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            text_embeds = model.encode_prompts(input_ids, attention_mask)
-        model.train(was_training)
-        frozen = not model.config.trainable_text_projection
-        return cls(input_ids, attention_mask, text_embeds if frozen else None)
-
-    def model_inputs(self, class_index: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.text_embeds is not None:
-            return {"text_embeds": self.text_embeds[class_index]}
-        return {
-            "prompt_input_ids": self.input_ids[class_index],
-            "prompt_attention_mask": self.attention_mask[class_index],
-        }
 
 
 # ----------------------------------------------------------------------------------------------- accelerate
@@ -523,7 +208,6 @@ class PreparedRun:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     dataloader: DataLoader
-    prompts: ClassPrompts
     parameters: list[torch.nn.Parameter]
 
 
@@ -541,8 +225,7 @@ def prepare_run(
     if training_args.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     model.train()
-    class_names = sorted(rows.unique("class_name"))
-    dataloader = make_dataloader(rows, class_names, model.config.image_size, data_args, training_args)
+    dataloader = make_dataloader(rows, benchmark, processor, data_args, training_args)
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.Adam(
         parameters, lr=training_args.learning_rate, betas=(training_args.adam_beta1, training_args.adam_beta2)
@@ -550,21 +233,14 @@ def prepare_run(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, training_args.lr_milestones, training_args.lr_gamma)
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
     register_model_state_hooks(accelerator, processor)
-    device = accelerator.device
-    prompts = ClassPrompts.build(accelerator.unwrap_model(model), processor, class_names, benchmark, device)
-    return PreparedRun(model, processor, optimizer, scheduler, dataloader, prompts, parameters)
+    return PreparedRun(model, processor, optimizer, scheduler, dataloader, parameters)
 
 
 def forward_backward(accelerator: Accelerator, run: PreparedRun, batch: dict[str, torch.Tensor], max_grad_norm: float):
     """One micro-batch: forward, backward, and, once the accumulated gradients are complete, the clipped
     optimiser step (the prepared optimiser skips its step on the other micro-batches)."""
     with accelerator.accumulate(run.model):
-        outputs = run.model(
-            pixel_values=batch["pixel_values"],
-            masks=batch["masks"],
-            labels=batch["labels"],
-            **run.prompts.model_inputs(batch["class_index"]),
-        )
+        outputs = run.model(**batch)
         accelerator.backward(outputs.loss)
         if accelerator.sync_gradients and max_grad_norm > 0:
             accelerator.clip_grad_norm_(run.parameters, max_grad_norm)
@@ -650,7 +326,7 @@ def _train(
     total_steps = training_args.max_steps or training_args.epochs * steps_per_epoch
     accelerator.init_trackers("moeclip", config=tracker_config(arguments))
     accelerator.print(
-        f"Training on {len(rows)} images of {len(run.prompts.input_ids)} class(es), {accelerator.num_processes} "
+        f"Training on {len(rows)} images of {len(rows.unique('class_name'))} class(es), {accelerator.num_processes} "
         f"process(es): {total_steps} steps of {steps_per_epoch} per epoch; "
         f"{sum(parameter.numel() for parameter in run.parameters):,} trainable parameters."
     )
@@ -671,47 +347,4 @@ def _train(
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`train.py`'s entry point: parse flags (or one YAML/JSON file) and train.
-
-    Returns 0 on success, 2 with a one-line message for arguments or a setup that cannot start a run, and 1
-    with a message naming the file when a training sample turns out unusable during the run.
-    """
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    try:
-        arguments = parse_args(argv)
-    except ValueError as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        return 2
-    try:
-        train(*arguments)
-    except TrainingConfigurationError as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        return 2
-    except TrainingDataError as error:
-        _, _, training_args = arguments
-        saved = list_checkpoints(training_args.output_path / CHECKPOINTS_DIR)
-        advice = (
-            f"the last checkpoint, {saved[-1]}, is kept: mend or remove the file and run again with --resume."
-            if saved
-            else "no checkpoint was written: mend or remove the file and run again."
-        )
-        print(f"train.py: error: {error}\n{advice}", file=sys.stderr)
-        return 1
-    return 0
-
-
-__all__ = [
-    "ClassPrompts",
-    "EpochShuffleSampler",
-    "LOSS_NAMES",
-    "TrainResult",
-    "TrainingCollator",
-    "TrainingConfigurationError",
-    "TrainingDataError",
-    "TrainingSamples",
-    "build_model_and_processor",
-    "enable_gradient_checkpointing",
-    "main",
-    "train",
-]
+__all__ = ["LOSS_NAMES", "TrainResult", "train"]

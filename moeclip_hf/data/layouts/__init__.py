@@ -6,8 +6,9 @@ from .jsonl import JSONLines
 from .mvtec import BTAD, RSDD, DTDSynthetic, MVTecAD, MVTecLayout
 from .visa import VisA
 
-#: Benchmark name -> layout class; the names are those of ``prompts.CLASS_DESCRIPTIONS`` plus "jsonl".
-BENCHMARKS: dict[str, type[BenchmarkLayout]] = {
+#: Dataset name -> layout class: the benchmarks of ``moeclip_hf.benchmarks`` plus "jsonl", the field's
+#: cross-method meta file.
+BENCHMARK_LAYOUTS: dict[str, type[BenchmarkLayout]] = {
     layout.name: layout
     for layout in (
         MVTecAD,
@@ -28,8 +29,15 @@ BENCHMARKS: dict[str, type[BenchmarkLayout]] = {
     )
 }
 
+
+
+def list_benchmarks() -> list[str]:
+    """The dataset names :func:`moeclip_hf.data.load_benchmark` accepts, sorted."""
+    return sorted(BENCHMARK_LAYOUTS)
+
+
 __all__ = [
-    "BENCHMARKS",
+    "BENCHMARK_LAYOUTS",
     "BTAD",
     "CVC300",
     "RSDD",
@@ -50,4 +58,5 @@ __all__ = [
     "RetinaOCT",
     "Sample",
     "VisA",
+    "list_benchmarks",
 ]

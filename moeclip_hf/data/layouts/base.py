@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from ...modeling.prompts import dataset_domain, describe
+from ...benchmarks import get_benchmark
+from ...modeling.prompts import describe
 from ..images import IMAGE_SUFFIXES
 
 
@@ -31,7 +32,7 @@ class BenchmarkLayout(ABC):
     """The folder layout of one benchmark.
 
     Subclasses set `name` (the registry key, also the dataset name given to
-    ``prompts.describe`` and ``prompts.dataset_domain``) and implement :meth:`classes` and
+    ``prompts.describe`` and ``moeclip_hf.benchmarks``) and implement :meth:`classes` and
     :meth:`samples`. Both return sorted results so that a dataset's row order never depends on
     the file system.
     """
@@ -57,7 +58,7 @@ class BenchmarkLayout(ABC):
 
     def domain(self, class_name: str) -> str:
         """``"industrial"`` or ``"medical"``: it selects the map blur and the score fusion."""
-        return dataset_domain(self.name)
+        return get_benchmark(self.name).domain
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -7,7 +7,7 @@
     <root>/<split>/Ungood/label/<name>      its mask, same file name (masks of normal images,
                                             where a copy has them, are blank and not read)
 
-Each of these benchmarks is one class, named as in ``prompts.CLASS_DESCRIPTIONS`` ("brain",
+Each of these benchmarks is one class, named as in ``moeclip_hf.benchmarks`` ("brain",
 "liver", "retina", "head_ct", "colondb", ...).
 
 - Head CT has image labels only (METHOD.md): the same layout without ``label`` folder, the form
@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from ...modeling.prompts import CLASS_DESCRIPTIONS
+from ...benchmarks import BENCHMARKS
 from .base import BenchmarkLayout, Sample, list_images, require_mask
 
 
@@ -35,7 +35,7 @@ class BMADLayout(BenchmarkLayout):
     @property
     def class_name(self) -> str:
         """The benchmark's single class, as named in the prompt table."""
-        return next(iter(CLASS_DESCRIPTIONS[self.name]))
+        return BENCHMARKS[self.name].classes[0]
 
     def classes(self, split: str) -> list[str]:
         return [self.class_name]

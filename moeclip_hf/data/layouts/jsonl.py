@@ -19,15 +19,9 @@ import json
 import os
 from pathlib import Path
 
-from ...modeling.prompts import CLASS_DESCRIPTIONS, dataset_domain, describe
+from ...benchmarks import DOMAINS, home_benchmark
+from ...modeling.prompts import describe
 from .base import BenchmarkLayout, Sample, require_file, resolve_inside
-
-_DOMAINS = ("industrial", "medical")
-
-
-def home_dataset(class_name: str) -> str | None:
-    """The benchmark whose class table holds `class_name`, if any."""
-    return next((dataset for dataset, table in CLASS_DESCRIPTIONS.items() if class_name in table), None)
 
 
 class JSONLines(BenchmarkLayout):
@@ -61,7 +55,8 @@ class JSONLines(BenchmarkLayout):
         return sorted(samples, key=lambda sample: sample.image_path)
 
     def describe(self, class_name: str) -> str:
-        return describe(class_name, home_dataset(class_name))
+        home = home_benchmark(class_name)
+        return describe(class_name, None if home is None else home.name)
 
     def domain(self, class_name: str) -> str:
         return self._domains[class_name]
@@ -88,8 +83,8 @@ class JSONLines(BenchmarkLayout):
         if label not in (0, 1) or isinstance(label, float):
             raise ValueError(f"{where}: label must be 0 or 1, got {label!r}")
         domain = record.get("domain")
-        if domain is not None and domain not in _DOMAINS:
-            raise ValueError(f"{where}: domain must be one of {_DOMAINS}, got {domain!r}")
+        if domain is not None and domain not in DOMAINS:
+            raise ValueError(f"{where}: domain must be one of {DOMAINS}, got {domain!r}")
         image = require_file(resolve_inside(self.root, str(record["image_path"]), where), where)
         mask = record.get("mask_path") or None
         if mask is not None:
@@ -99,8 +94,8 @@ class JSONLines(BenchmarkLayout):
     def _class_domains(self) -> dict[str, str]:
         domains: dict[str, str] = {}
         for sample, _, domain in self._records:
-            home = home_dataset(sample.class_name)
-            domain = domain or (dataset_domain(home) if home else "industrial")
+            home = home_benchmark(sample.class_name)
+            domain = domain or (home.domain if home else "industrial")
             if domains.setdefault(sample.class_name, domain) != domain:
-                raise ValueError(f"{self.meta_file}: class {sample.class_name!r} is given both domains {_DOMAINS}")
+                raise ValueError(f"{self.meta_file}: class {sample.class_name!r} is given both domains {DOMAINS}")
         return domains

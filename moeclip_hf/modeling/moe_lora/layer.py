@@ -21,10 +21,11 @@ class MoELayerOutput:
 
     `router_probs` (B, N, K) is the float32 softmax before top-k; `top_k_indices` and `top_k_weights`
     (B, N, k) are the selected experts and their renormalised weights (Eq. 1). The two losses are set in
-    training mode only.
+    training mode only. The record a layer keeps of its latest forward (`MoELoraLayer.last_output`) leaves
+    `hidden_states` out (None), so that no full token states outlive the forward.
     """
 
-    hidden_states: torch.Tensor
+    hidden_states: torch.Tensor | None
     router_probs: torch.Tensor
     top_k_indices: torch.Tensor
     top_k_weights: torch.Tensor
@@ -99,7 +100,8 @@ class MoELoraLayer(nn.Module, BaseTunerLayer):
         self.moe_config: dict[str, MoELoraConfig] = {}
         self.merged_adapters: list[str] = []
         self._disable_adapters = False
-        #: Auxiliary losses of the latest training forward, read by `MoELoraModel.auxiliary_losses`.
+        #: Routing (and, in training, the auxiliary losses) of the latest forward, without the hidden states;
+        #: `MoELoraModel.routing` and `MoELoraModel.auxiliary_losses` read it.
         self.last_output: MoELayerOutput | None = None
         self.inference_path = "fused"
         self.update_layer(adapter_name, config)
@@ -227,11 +229,13 @@ class MoELoraLayer(nn.Module, BaseTunerLayer):
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """Drop-in replacement of the encoder layer: returns the rewritten hidden states.
 
-        In training mode the layer keeps its output in `last_output` so that a tuner used on a bare CLIP
-        tower can collect the auxiliary losses (`MoELoraModel.auxiliary_losses`).
+        The routing and losses of the call are kept in `last_output` (without the hidden states), where the
+        tuner collects them (`MoELoraModel.routing`, `MoELoraModel.auxiliary_losses`).
         """
         output = self.forward_with_aux(hidden_states, attention_mask, **kwargs)
-        self.last_output = output if self.training else None
+        self.last_output = MoELayerOutput(
+            None, output.router_probs, output.top_k_indices, output.top_k_weights, output.etf_loss, output.balance_loss
+        )
         return output.hidden_states
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:

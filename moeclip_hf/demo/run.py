@@ -20,77 +20,20 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
-from .data import load_benchmark
-from .data.images import read_image
-from .data.synthetic import CATEGORIES, generate_splits
-from .evaluation.runner import BenchmarkResult, evaluate_dataset, write_results
-from .modeling.modeling_moeclip import MoECLIPModel
-from .modeling.processing_moeclip import MoECLIPProcessor
-from .presets import demo_config, tiny_processor
-from .inference.visualization import overlay
+from ..data.loading import load_benchmark
+from ..data.synthetic import generate_splits
+from ..evaluation.runner import BenchmarkResult, evaluate_dataset, write_results
+from ..image_io import read_image
+from ..inference.visualization import overlay
+from ..modeling.modeling_moeclip import MoECLIPModel
+from ..modeling.processing_moeclip import MoECLIPProcessor
+from ..presets import demo_config, tiny_processor
+from .settings import DATASET, HEADLINE_METRICS, LIMITATION, PANEL_HEIGHT, SEEN, SEEN_CHOICE, SPLITS, STAGES, DemoSettings, metrics_table
 
 logger = logging.getLogger(__name__)
-
-SPLITS = ("seen_heldout", "unseen")
-STAGES = ("before", "after")
-HEADLINE_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap")
-DATASET = "mvtec"  # the generated roots use the MVTec-AD layout
-#: The default seen categories (see `DemoSettings`); every other synthetic category is unseen.
-SEEN = ("checkers", "weave", "tablet")
-#: Overlay panels are enlarged (by a whole factor, pixels kept square) to at least this height for the report.
-PANEL_HEIGHT = 192
-
-LIMITATION = (
-    "The demo's backbone is a small CLIP drawn at random from the seed, not pretrained: it carries no "
-    "visual-language knowledge. Training teaches the MoE experts and heads the seen categories' defects, "
-    "which the held-out figures measure. Zero-shot transfer to new categories needs pretrained CLIP weights "
-    "(`MoECLIPModel.from_clip(\"openai/clip-vit-large-patch14-336\")`), so the unseen-category figures are "
-    "printed without any claim."
-)
-
-SEEN_CHOICE = (
-    "Why these seen categories: they are the ones whose defects this random backbone lets MoECLIP learn. "
-    "Marble's scratches and pits take the colour and shape of its veins, and on stripes training with the "
-    "paper's loss does not learn colour spots and foreign-texture patches, so both stay unseen; with them "
-    "seen, held-out pixel AUROC after training is 81.2 instead of 94.1 (seed 0; see `DemoSettings`)."
-)
-
-
-@dataclass
-class DemoSettings:
-    """Knobs of `moeclip demo`; the defaults finish in a few minutes on 2 CPU cores.
-
-    The default seen categories are the three whose defects the random backbone's features let MoECLIP learn
-    (checkers, weave, tablet: held-out pixel AUROC 94.1 after training with seed 0, 95.4 with seed 1). The
-    other two textures stay on the unseen side, with the objects: on marble, scratches and pits take the
-    colour and the thin shape of its veins; on stripes, training with the paper's loss (focal + Dice, Eq. 15)
-    does not learn the colour spots and foreign-texture patches. With all five textures and the tablet
-    seen, the demo reaches 81.2.
-    """
-
-    output_dir: Path = Path("moeclip-demo")
-    steps: int = 400
-    seed: int = 0
-    images_per_category: int = 48
-    image_size: int = 64
-    batch_size: int = 8
-    learning_rate: float = 2e-3
-    seen: tuple[str, ...] = SEEN
-    unseen: tuple[str, ...] = tuple(name for name in CATEGORIES if name not in SEEN)
-    overlays: int = 4
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        self.output_dir = Path(self.output_dir)
-        if self.steps < 1 or self.images_per_category < 2 or self.batch_size < 1:
-            raise ValueError("the demo needs steps >= 1, images_per_category >= 2 and batch_size >= 1.")
-        if set(self.seen) & set(self.unseen):
-            raise ValueError(f"seen and unseen categories must be disjoint; both hold {sorted(set(self.seen) & set(self.unseen))}.")
-
 
 @dataclass
 class DemoResult:
@@ -129,7 +72,7 @@ def evaluate_splits(
 
 def train_demo_model(initial: Path, train_root: Path, settings: DemoSettings) -> MoECLIPModel:
     """Train through the same code as `train.py --init-from INITIAL --dataset mvtec --data-root TRAIN`."""
-    from .training import DataArguments, ModelArguments, TrainingArguments, train
+    from ..training import DataArguments, ModelArguments, TrainingArguments, train
 
     result = train(
         ModelArguments(init_from=str(initial)),
@@ -176,39 +119,26 @@ def showcase_images(root: Path, count: int) -> list[Path]:
 
 def write_overlays(model: MoECLIPModel, processor: MoECLIPProcessor, root: Path, folder: Path, count: int) -> list[Path]:
     """Overlays (heat map and the 0.5 contour) of `count` anomalous images under `root` (`showcase_images`)."""
-    from transformers import pipeline
-
-    from .inference.pipeline import TASK
+    from ..inference.pipeline import ZeroShotAnomalyDetectionPipeline
 
     folder.mkdir(parents=True, exist_ok=True)
     images = showcase_images(root, count)
-    detector = pipeline(TASK, model=model, processor=processor)
+    detector = ZeroShotAnomalyDetectionPipeline(model=model, processor=processor)
     written = []
     for path in images:
         picture = read_image(path)
-        result = detector(picture, class_name=path.parts[-4])
-        anomaly_map = np.asarray(result["anomaly_map"], dtype=np.float32) / 255.0
+        result = detector(picture, class_name=path.parts[-4], output_format="array")
         target = folder / f"{path.parts[-4]}_{path.parent.name}_{path.stem}.png"
         mask_path = root / path.parts[-4] / "ground_truth" / path.parent.name / f"{path.stem}_mask.png"
         panel = Image.new("RGB", (picture.width * 3, picture.height))
         panel.paste(picture, (0, 0))
-        panel.paste(overlay(picture, anomaly_map, result["threshold"]), (picture.width, 0))
+        panel.paste(overlay(picture, result["anomaly_map"], result["threshold"]), (picture.width, 0))
         if mask_path.exists():
             panel.paste(Image.open(mask_path).convert("RGB"), (2 * picture.width, 0))
         factor = -(-PANEL_HEIGHT // picture.height)
         panel.resize((panel.width * factor, panel.height * factor), Image.Resampling.NEAREST).save(target)
         written.append(target)
     return written
-
-
-def metrics_table(metrics: dict[str, dict[str, dict[str, float | None]]]) -> str:
-    """Markdown: one row per split and stage, the headline metrics in percent."""
-    lines = ["| split | stage | " + " | ".join(HEADLINE_METRICS) + " |", "|---|---|" + "---|" * len(HEADLINE_METRICS)]
-    for split in SPLITS:
-        for stage in STAGES:
-            cells = ["-" if metrics[split][stage][name] is None else f"{100 * metrics[split][stage][name]:.1f}" for name in HEADLINE_METRICS]
-            lines.append(f"| {split} | {stage} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def write_report(result: DemoResult, settings: DemoSettings, overlays: dict[str, list[Path]]) -> None:
@@ -267,4 +197,4 @@ def run_demo(settings: DemoSettings) -> DemoResult:
     return result
 
 
-__all__ = ["DemoResult", "DemoSettings", "LIMITATION", "build_demo_model", "metrics_table", "run_demo", "showcase_images"]
+__all__ = ["DemoResult", "build_demo_model", "run_demo", "showcase_images", "write_overlays"]
