@@ -7,9 +7,9 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
 
+from ..benchmarks import DOMAINS
 from ..modeling.moe_lora.config import MoELoraConfig
 
-DOMAINS = ("industrial", "medical")
 _MOE_FIELDS = ("layers", "num_experts", "top_k", "r", "lora_alpha", "lora_dropout", "residual_weight", "eps", "use_fofs", "fofs_seed")
 #: Upper bound on a few sizes so that a hostile config.json fails validation before anything is allocated.
 _MAX_IMAGE_SIZE = 8192
