@@ -538,15 +538,17 @@ def find_class(class_name: str, benchmark: str | None = None) -> tuple[Benchmark
 
 
 def matching_benchmark(class_names: Iterable[str]) -> Benchmark | None:
-    """The benchmark whose complete class set `class_names` names (aliases resolved), or None.
+    """The benchmark whose complete class set `class_names` names, one name per class (aliases resolved),
+    or None.
 
     A table's mean is comparable with a paper's figure only over the same classes: MVTec-AD's mean over
-    two of its classes, or over classes of another dataset read with its layout, is not the paper's.
+    two of its classes, over classes of another dataset read with its layout, or over DTD-Synthetic's 12
+    folders rather than its 8 classes, is not the paper's.
     """
-    names = list(class_names)
+    names = set(class_names)
     for entry in BENCHMARKS.values():
         found = {entry.canonical(name) for name in names}
-        if None not in found and found == set(entry.classes):
+        if found == set(entry.classes) and len(names) == len(found):
             return entry
     return None
 

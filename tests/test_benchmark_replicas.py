@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from moeclip_hf.cli import main
 from moeclip_hf.data import load_benchmark
 
 IMAGE, MASK, BLANK = "image", "mask", "blank mask"
@@ -483,3 +484,60 @@ def test_the_released_metadata_loads_with_the_benchmark_prompt_and_domain(tmp_pa
     assert {row["description"] for row in rows} == {spec.description}
     assert {row["domain"] for row in rows} == {spec.domain}
     assert all((row["mask"] is not None) == (row["label"] == 1 and spec.mask is not None) for row in rows)
+
+
+# moeclip data check: counts, expectations and problems, before a long evaluation
+
+
+def test_data_check_prints_the_counts_descriptions_and_domains_of_a_sound_copy(tmp_path, capsys):
+    REPLICAS["sdd KolektorSDD"].build(tmp_path)
+    assert main(["data", "check", "--dataset", "sdd", "--data-root", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert f"sdd test split under {tmp_path}: KolektorParts" in printed
+    assert "| sdd | electrical commutators | industrial | 3 | 1 | 1 | - | - |" in printed
+    assert "no problems found" in printed
+
+
+def test_data_check_lists_missing_masks_bad_sizes_missing_classes_and_count_mismatches(tmp_path, capsys):
+    REPLICAS["mvtec"].build(tmp_path)
+    (tmp_path / "bottle" / "ground_truth" / "broken_large" / "001_mask.png").unlink()
+    Image.new("L", (4, 4)).save(tmp_path / "metal_nut" / "ground_truth" / "color" / "000_mask.png")
+    assert main(["data", "check", "--dataset", "mvtec", "--data-root", str(tmp_path)]) == 1
+    printed = capsys.readouterr().out
+    assert "| bottle | dark bottle | industrial | 2 | 2 | 1 | 20 / 63 | MISMATCH |" in printed
+    assert "3 problem(s), the first 3:" in printed
+    assert f"- no mask for anomalous image {tmp_path / 'bottle' / 'test' / 'broken_large' / '001.png'}" in printed
+    assert "- 13 MVTec-AD class(es) missing under" in printed and "cable, capsule, carpet" in printed
+    assert "000_mask.png is 4x4 but its image" in printed and "000.png is 8x6" in printed
+
+
+def test_data_check_compares_pooled_folders_and_released_class_names_with_their_benchmark(tmp_path, capsys):
+    REPLICAS["dtd 12 folders"].build(tmp_path / "dtd")
+    main(["data", "check", "--dataset", "dtd", "--data-root", str(tmp_path / "dtd"), "--keep-folders"])
+    assert "| Woven_001 | Woven | industrial | 1 | 1 | 1 | 201 / 388 (all of Woven) | MISMATCH |" in capsys.readouterr().out
+
+    meta = write_released(tmp_path / "brain", tmp_path / "metadata", "Brain", RELEASED["Brain"])
+    assert main(["data", "check", "--dataset", "jsonl", "--data-root", str(tmp_path / "brain"), "--meta-file",
+                 str(meta), "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["classes"] == [
+        {"class_name": "Brain", "description": "scan", "domain": "medical", "normal": 2, "anomalous": 2, "masks": 2,
+         "expected": [640, 3075], "expected_for": "brain", "matches_expected": False}
+    ]
+
+
+def test_data_check_of_a_wrong_root_fails_with_the_layout_message(tmp_path, capsys):
+    REPLICAS["liver_ct"].build(tmp_path / "Liver_copy")
+    assert main(["data", "check", "--dataset", "liver_ct", "--data-root", str(tmp_path)]) == 1
+    error = capsys.readouterr().err
+    assert f"no Liver CT (liver_ct) layout found under {tmp_path}" in error
+    assert f"Hint: {tmp_path / 'Liver_copy'} holds the liver_ct layout: use it as the root" in error
+
+
+def test_data_list_shows_every_benchmark_with_its_layouts_and_sources(capsys):
+    assert main(["data", "list", "--sources"]) == 0
+    printed = capsys.readouterr().out
+    assert "| rsdd | RSDD | industrial | 1 | 387 / 387 | yes | StateFolders |" in printed
+    assert "| head_ct | Head CT | medical | 1 | 100 / 100 | yes | StateFolders, KaggleHeadCT, BMADFolders |" in printed
+    assert sum(line.startswith("| ") for line in printed.splitlines()) == 22  # the header and 21 benchmarks
+    assert "Bayes-PFL" in printed and "AnomalyCLIP generate_dataset_json/tn3k.py" in printed
