@@ -509,6 +509,8 @@ def test_data_check_lists_missing_masks_bad_sizes_missing_classes_and_count_mism
     assert f"- no mask for anomalous image {tmp_path / 'bottle' / 'test' / 'broken_large' / '001.png'}" in printed
     assert "- 13 MVTec-AD class(es) missing under" in printed and "cable, capsule, carpet" in printed
     assert "000_mask.png is 4x4 but its image" in printed and "000.png is 8x6" in printed
+    main(["data", "check", "--dataset", "mvtec", "--data-root", str(tmp_path), "--count-only"])
+    assert "2 problem(s)" in (printed := capsys.readouterr().out) and "4x4" not in printed
 
 
 def test_data_check_compares_pooled_folders_and_released_class_names_with_their_benchmark(tmp_path, capsys):

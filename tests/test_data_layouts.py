@@ -284,38 +284,43 @@ def test_missing_root_is_named(tmp_path):
 
 @pytest.mark.parametrize("name", ["mvtec", "btad", "dtd", "rsdd", "head_ct", "kvasir", "sdd"])
 def test_an_empty_root_names_the_root_the_layouts_tried_and_what_it_holds(tmp_path, name):
+    (tmp_path / "empty").mkdir()
     with pytest.raises(LayoutNotFoundError) as error:
-        load_benchmark(name, tmp_path)
+        load_benchmark(name, tmp_path / "empty")
     message = str(error.value)
-    assert f"layout found under {tmp_path}." in message
+    assert f"layout found under {tmp_path / 'empty'}." in message
     assert "Layouts tried" in message and "Found there: nothing (it is empty)." in message
     assert [pattern for pattern in (convention.pattern for convention in ROUTES[name]) if pattern not in message] == []
 
 
 def test_a_wrong_root_says_what_it_found_and_which_layout_that_is(tmp_path):
-    make_bmad(tmp_path, normal=1, anomalous=1)  # a Brain MRI tree given as MVTec-AD
+    make_bmad(tmp_path / "brain", normal=1, anomalous=1)  # a Brain MRI tree given as MVTec-AD
     with pytest.raises(LayoutNotFoundError) as error:
-        load_benchmark("mvtec", tmp_path)
+        load_benchmark("mvtec", tmp_path / "brain")
     message = str(error.value)
-    assert f"no MVTec-AD (mvtec) layout found under {tmp_path}." in message
+    assert f"no MVTec-AD (mvtec) layout found under {tmp_path / 'brain'}." in message
     assert "Found there: 1 folder (test)." in message
     assert "holds test/good/img/*, test/Ungood/img/*" in message and "a layout of brain_mri, liver_ct" in message
 
 
 def test_a_root_one_level_too_high_points_at_the_right_one(tmp_path):
-    make_mvtec(tmp_path / "mvtec_2019_copy", {"bottle": {"good": 1, "broken_large": 1}})
-    make_bmad(tmp_path / "Brain", normal=1, anomalous=1)
+    root = tmp_path / "datasets"
+    make_mvtec(root / "mvtec_2019_copy", {"bottle": {"good": 1, "broken_large": 1}})
+    make_bmad(root / "Brain", normal=1, anomalous=1)
     with pytest.raises(LayoutNotFoundError) as error:
-        load_benchmark("mvtec", tmp_path)
+        load_benchmark("mvtec", root)
     message = str(error.value)
     assert "Found there: 2 folders (Brain, mvtec_2019_copy)." in message
-    assert f"Hint: {tmp_path / 'mvtec_2019_copy'} holds the mvtec layout: use it as the root" in message
+    assert f"Hint: {root / 'mvtec_2019_copy'} holds the mvtec layout: use it as the root" in message
 
 
-def test_a_root_one_level_too_deep_points_at_its_parent(tmp_path):
-    make_mvtec(tmp_path, {"bottle": {"good": 1, "broken_large": 1}})
-    with pytest.raises(LayoutNotFoundError, match=re.escape(f"Hint: {tmp_path} holds the mvtec layout")):
-        load_benchmark("mvtec", tmp_path / "bottle")
+@pytest.mark.parametrize(("name", "too_deep"), [("mvtec", "bottle"), ("brain_mri", "test")])
+def test_a_root_one_level_too_deep_points_at_its_parent(tmp_path, name, too_deep):
+    make_mvtec(tmp_path / "mvtec", {"bottle": {"good": 1, "broken_large": 1}})
+    make_bmad(tmp_path / "brain_mri", normal=1, anomalous=1)
+    root = tmp_path / name / too_deep
+    with pytest.raises(LayoutNotFoundError, match=re.escape(f"Hint: {root.parent} holds the {name} layout")):
+        load_benchmark(name, root)
 
 
 def test_a_folder_of_several_datasets_is_read_through_the_benchmark_sub_folder_and_says_so(tmp_path):

@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 
 from ...benchmarks import Benchmark, get_benchmark
-from .base import BenchmarkLayout, summarize_folder
+from .base import SPLIT_FOLDERS, BenchmarkLayout, summarize_folder
 from .bmad import BMADFolders
-from .folders import ClassFolders, StateFolders
+from .folders import ClassFolders, StateFolders, is_class_folder
 from .jsonl import JSONL, JSONLines
 from .labelled import DAGMKaggle, KaggleHeadCT, KolektorParts, YesNoFolders
 from .paired import ImageMaskFolders
@@ -131,7 +131,8 @@ def _not_found_message(entry: Benchmark, root: Path) -> str:
         f"Found there: {summarize_folder(root)}.",
     ]
     hints = [folder for folder in _subfolders(root) if _matches_any(entry, folder)]
-    if _matches_any(entry, root.parent) and root.parent != root:
+    inside_a_tree = is_class_folder(root) or root.name.casefold() in SPLIT_FOLDERS  # one class, or a split folder
+    if inside_a_tree and root.parent != root and _matches_any(entry, root.parent):
         hints.append(root.parent)
     if hints:
         lines.append(
