@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 Domain = Literal["industrial", "medical"]
@@ -89,7 +90,7 @@ class Benchmark:
 
     def canonical(self, class_name: str) -> str | None:
         """The class `class_name` names here (itself, a case variant or an alias), or None."""
-        return self._lookup().get(class_name.strip().casefold())
+        return self._lookup.get(class_name.strip().casefold())
 
     def describe(self, class_name: str, released: bool = False) -> str:
         """The prompt description of one of this benchmark's classes (KeyError if it is not one).
@@ -103,7 +104,9 @@ class Benchmark:
             return self.released_descriptions[canonical]
         return self.descriptions[canonical]
 
+    @cached_property
     def _lookup(self) -> dict[str, str]:
+        """Case-folded class name or alias -> class (a frozen dataclass may cache: it never changes)."""
         table = {name.casefold(): name for name in self.descriptions}
         table.update({alias.casefold(): target for alias, target in self.aliases.items()})
         return table
