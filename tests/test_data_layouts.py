@@ -314,6 +314,14 @@ def test_a_root_one_level_too_high_points_at_the_right_one(tmp_path):
     assert f"Hint: {root / 'mvtec_2019_copy'} holds the mvtec layout: use it as the root" in message
 
 
+def test_a_root_above_a_download_folder_points_at_the_download(tmp_path):
+    for index in range(2):
+        write_image(tmp_path / "datasets" / "RSDD" / "Metal15" / "test" / "good" / f"{index}.bmp")
+    with pytest.raises(LayoutNotFoundError, match=re.escape(f"Hint: {tmp_path / 'datasets' / 'RSDD'} holds the rsdd")):
+        load_benchmark("rsdd", tmp_path / "datasets")
+    assert len(load_benchmark("rsdd", tmp_path / "datasets" / "RSDD")) == 2
+
+
 @pytest.mark.parametrize(("name", "too_deep"), [("mvtec", "bottle"), ("brain_mri", "test")])
 def test_a_root_one_level_too_deep_points_at_its_parent(tmp_path, name, too_deep):
     make_mvtec(tmp_path / "mvtec", {"bottle": {"good": 1, "broken_large": 1}})

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from ...benchmarks import Benchmark, get_benchmark
-from .base import SPLIT_FOLDERS, BenchmarkLayout, summarize_folder
+from .base import SPLIT_FOLDERS, BenchmarkLayout, subfolders, summarize_folder
 from .bmad import BMADFolders
 from .folders import ClassFolders, StateFolders, is_class_folder
 from .jsonl import JSONL, JSONLines
@@ -112,7 +112,7 @@ def open_layout(
 def _first_match(entry: Benchmark, root: Path, keep_folders: bool) -> BenchmarkLayout | None:
     for convention in ROUTES[entry.name]:
         if convention.matches(root):
-            return convention(root, entry, keep_folders) if convention is ClassFolders else convention(root, entry)
+            return convention(root, entry, keep_folders) if issubclass(convention, ClassFolders) else convention(root, entry)
     return None
 
 
@@ -130,7 +130,7 @@ def _not_found_message(entry: Benchmark, root: Path) -> str:
         f"Layouts tried (also in a download sub-folder {', '.join(entry.download_folders) or '-'}):\n{tried}",
         f"Found there: {summarize_folder(root)}.",
     ]
-    hints = [folder for folder in _subfolders(root) if _matches_any(entry, folder)]
+    hints = [folder for folder in subfolders(root) if _can_open(entry, folder)]
     inside_a_tree = is_class_folder(root) or root.name.casefold() in SPLIT_FOLDERS  # one class, or a split folder
     if inside_a_tree and root.parent != root and _matches_any(entry, root.parent):
         hints.append(root.parent)
@@ -147,9 +147,10 @@ def _not_found_message(entry: Benchmark, root: Path) -> str:
     return "\n".join(lines)
 
 
-def _subfolders(root: Path) -> list[Path]:
-    return sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith("."))
-
-
 def _matches_any(entry: Benchmark, folder: Path) -> bool:
     return folder.is_dir() and any(convention.matches(folder) for convention in ROUTES[entry.name])
+
+
+def _can_open(entry: Benchmark, folder: Path) -> bool:
+    """Whether :func:`open_layout` would find `entry`'s layout in `folder` (itself or a download sub-folder)."""
+    return _matches_any(entry, folder) or any(_matches_any(entry, inner) for inner in _download_folders(entry, folder))
