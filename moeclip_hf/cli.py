@@ -110,7 +110,8 @@ def add_evaluate_parser(subparsers) -> None:
         "evaluate",
         help="per-class image and pixel AUROC / AP / AUPRO / F1-max tables",
         description="Run a model over benchmark datasets and print per-class tables (Markdown) with the mean row "
-        "and, where METHOD.md has them, the paper's figures; write results.json, results.md and one CSV per dataset.",
+        "and, when the classes are exactly MVTec-AD's or VisA's, the paper's figures; write results.json, results.md and "
+        "one CSV per dataset. Each class is scored with its rows' description (prompts) and domain (blur, fusion).",
     )
     parser.add_argument("--model", required=True, help="a saved MoECLIP model folder or Hub id")
     parser.add_argument("--dataset", required=True, nargs="+", choices=list_benchmarks(), help="benchmark(s); "
@@ -199,6 +200,7 @@ def add_data_parser(subparsers) -> None:
     )
     listing.add_argument("--sources", action="store_true", help="also print each layout's source")
     listing.set_defaults(run=run_data_list)
+
     def print_help(args: argparse.Namespace) -> int:
         parser.print_help()
         return 2
