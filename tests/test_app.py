@@ -18,6 +18,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from moeclip_hf import MoECLIPModel, hub
+from moeclip_hf.benchmarks import BENCHMARKS
 from moeclip_hf.app import scoring, serve, ui, uploads
 from moeclip_hf.hub.remote_code import bundle_source
 from moeclip_hf.testing import BLOCK_PACKAGE_IMPORTS, randomize_moe, tiny_config, tiny_processor
@@ -192,7 +193,7 @@ def test_class_suggestions_cover_the_benchmarks_descriptions():
     values = [value for _, value in scoring.class_suggestions()]
     assert "metal nut which has four notched edges" in values and "dark bottle" in values
     assert len(values) == len(set(values))
-    assert any("MVTec AD metal_nut" in label for label, _ in scoring.class_suggestions())
+    assert any(f"{BENCHMARKS['mvtec'].display_name} metal_nut" in label for label, _ in scoring.class_suggestions())
 
 
 # -------------------------------------------------------------------------------------------- the server

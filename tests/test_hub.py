@@ -21,6 +21,7 @@ from transformers import AutoImageProcessor
 
 from moeclip_hf import MoECLIPModel, MoECLIPProcessor
 from moeclip_hf import hub
+from moeclip_hf.benchmarks import BENCHMARKS
 from moeclip_hf.hub import export, model_card
 from moeclip_hf.hub import handler
 from moeclip_hf.inference.pipeline import ZeroShotAnomalyDetectionPipeline
@@ -353,13 +354,13 @@ def test_card_model_index_holds_the_evaluation_results_in_percent(exported):
     results = {(result.dataset_type, result.metric_type): result for result in card.data.eval_results}
     assert results["mvtec", "image_auroc"].metric_value == pytest.approx(93.9)
     assert results["mvtec", "pixel_aupro"].metric_value == pytest.approx(80.0)
-    assert results["mvtec", "image_auroc"].dataset_name == "MVTec AD"
+    assert results["mvtec", "image_auroc"].dataset_name == BENCHMARKS["mvtec"].display_name == "MVTec-AD"
     assert results["mvtec", "image_auroc"].task_type == TASK
     assert results["visa", "image_auroc"].metric_value == pytest.approx(85.0)  # the mean of its classes
     assert results["visa", "pixel_ap"].metric_value == pytest.approx(20.0)
     assert ("visa", "samples") not in results
     assert card.data.model_name == "moeclip-tiny"
-    assert "| MVTec AD | 93.9 | 96.8 | 92.5 | 45.7 | 80.0 |" in card.text
+    assert "| MVTec-AD | 93.9 | 96.8 | 92.5 | 45.7 | 80.0 |" in card.text
 
 
 def test_results_are_read_from_files_and_folders_and_percentages_kept(tmp_path):

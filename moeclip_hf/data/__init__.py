@@ -6,7 +6,8 @@ and a procedural anomaly benchmark for tests and the offline demo.
 >>> test_set[0]["pixel_values"].shape  # doctest: +SKIP
 torch.Size([3, 518, 518])
 
-Modules, in data-flow order: `layouts` (one class per benchmark folder layout), `images` (decoding images
+Modules, in data-flow order: `layouts` (one class per folder convention, routed per benchmark), `check`
+(`moeclip data check`: a copy against the benchmarks table), `images` (decoding images
 and masks), `loading` (`load_benchmark`: a root folder -> `datasets.Dataset`), `transforms` (the model's
 preprocessing and the training augmentation), `synthetic` (the procedural benchmark). The attributes below
 are imported on first use, so `import moeclip_hf.data` loads neither `datasets` nor kornia.
@@ -18,11 +19,14 @@ _HOMES = {
     "read_image": ".images",
     "read_mask": ".images",
     "read_pair": ".images",
-    "BENCHMARK_LAYOUTS": ".layouts",
+    "ROUTES": ".layouts",
     "BenchmarkLayout": ".layouts",
+    "LayoutNotFoundError": ".layouts",
     "Sample": ".layouts",
     "list_benchmarks": ".layouts",
+    "open_layout": ".layouts",
     "FEATURES": ".loading",
+    "class_settings": ".loading",
     "collate_samples": ".loading",
     "collect_samples": ".loading",
     "load_benchmark": ".loading",

@@ -9,7 +9,9 @@ Two protocols (METHOD.md, "Outputs"):
 - `"probability"`, the single-image definition the pipeline and CLI use: the model's own `anomaly_map`
   (in [0, 1]) and `anomaly_score`, which need no other image.
 
-The released code's best-epoch-on-test selection is deliberately not offered.
+Each class is scored as its rows say: the prompt ensemble of its `description`, the blur and score fusion
+of its `domain` (a JSON-lines file may mix industrial and medical classes). The released code's
+best-epoch-on-test selection is deliberately not offered.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from datasets import Dataset
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from ..benchmarks import BENCHMARKS, METRIC_NAMES
-from ..data.loading import collate_samples
+from ..benchmarks import METRIC_NAMES, matching_benchmark
+from ..data.loading import class_settings, collate_samples
 from ..modeling.maps import image_anomaly_score, protocol_anomaly_map
 from ..modeling.modeling_moeclip import MoECLIPModel
 from ..modeling.processing_moeclip import MoECLIPProcessor
@@ -51,15 +53,16 @@ class BenchmarkResult:
         return [*self.classes.items(), ("mean", self.mean)]
 
     def to_markdown(self) -> str:
-        """The per-class table in percent, with the paper's figures under the mean where METHOD.md has them."""
+        """The per-class table in percent; under the mean, the paper's figures (Tab. 1) when the classes are
+        exactly those of a benchmark the paper reports (aliases resolved), and only then."""
         header = "| class | " + " | ".join(METRIC_NAMES) + " |"
         lines = [header, "|" + "---|" * (len(METRIC_NAMES) + 1)]
         for name, metrics in self.rows():
             cells = [_percent(metrics.get(metric)) for metric in METRIC_NAMES]
             label = f"**{name}**" if name == "mean" else name
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        benchmark = BENCHMARKS.get(self.dataset)
-        reference = {} if benchmark is None else benchmark.paper
+        benchmark = matching_benchmark(self.classes)
+        reference = benchmark.paper if benchmark is not None else None
         if reference:
             cells = [f"{reference[metric]:.1f}" if metric in reference else "" for metric in METRIC_NAMES]
             lines.append("| paper (Tab. 1) | " + " | ".join(cells) + " |")
@@ -105,31 +108,35 @@ def evaluate_dataset(
 ) -> BenchmarkResult:
     """Run `model` over a benchmark dataset (from `load_benchmark(..., image_size=model.config.image_size)`).
 
-    Classes are accumulated batch by batch (`ClassMetricAccumulator`); each class's prompts are encoded once.
+    Classes are accumulated batch by batch (`ClassMetricAccumulator`); each class's prompts are encoded once,
+    from its rows' `description`, and its maps blurred and its scores fused as its rows' `domain` says.
+    `domain` overrides the rows' domain for every class.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}.")
     if len(dataset) == 0:
         raise ValueError(f"dataset {dataset_name!r} has no images to evaluate.")
-    if domain is None:
-        domains = set(dataset.data.column("domain").to_pylist())
-        domain = domains.pop() if len(domains) == 1 else model.config.domain
     model.eval()
     device = next(model.parameters()).device
     config = model.config
     size = config.image_size
-    kernel, sigma = config.blur_kernel_sizes[domain], config.blur_sigmas[domain]
     groups = class_indices(dataset)
+    settings = class_settings(dataset)
     bar = tqdm(total=len(dataset), desc=f"{dataset_name} ({protocol})", unit="img", disable=not progress)
     results: dict[str, dict[str, float | None]] = {}
     for class_name, indices in groups.items():
-        prompts = processor.tokenize_prompts([class_name], dataset=dataset_name)
+        description, row_domain = settings[class_name]
+        class_domain = domain or row_domain
+        kernel, sigma = config.blur_kernel_sizes[class_domain], config.blur_sigmas[class_domain]
+        prompts = processor.tokenize_descriptions([description])
         text = model.encode_prompts(prompts["prompt_input_ids"].to(device), prompts["prompt_attention_mask"].to(device))
         accumulator = ClassMetricAccumulator(expected_num_images=len(indices))
         loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, collate_fn=collate_samples, num_workers=num_workers)
         for batch in loader:
             pixel_values = batch["pixel_values"].to(device)
-            out = model(pixel_values=pixel_values, text_embeds=text.expand(pixel_values.shape[0], -1, -1), domain=domain)
+            out = model(
+                pixel_values=pixel_values, text_embeds=text.expand(pixel_values.shape[0], -1, -1), domain=class_domain
+            )
             if protocol == "moeclip":
                 maps = protocol_anomaly_map(out.patch_logits.flatten(1, 2).float(), size, kernel, sigma)
                 scores = image_anomaly_score(out.image_logits.float())
@@ -138,7 +145,8 @@ def evaluate_dataset(
             accumulator.update(scores.cpu(), batch["labels"], maps.cpu(), batch["masks"][:, 0] > 0.5)
             bar.update(pixel_values.shape[0])
         if protocol == "moeclip":
-            results[class_name] = accumulator.compute(normalize_maps=True, score_fusion_weight=config.score_fusion_weights[domain])
+            weight = config.score_fusion_weights[class_domain]
+            results[class_name] = accumulator.compute(normalize_maps=True, score_fusion_weight=weight)
         else:
             results[class_name] = accumulator.compute()
     bar.close()

@@ -13,7 +13,7 @@ Everything random is a pure function of the seed, so that a resumed run repeats 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from accelerate import Accelerator
 from datasets import Dataset
 from torch.utils.data import DataLoader, Sampler
 
-from ..data.loading import collate_samples, load_benchmark
+from ..data.loading import class_settings, collate_samples, load_benchmark
 from ..data.synthetic import generate_splits
 from ..data.transforms import ClipPreprocess, JointAugmentation, derived_seed
 from ..modeling.processing_moeclip import MoECLIPProcessor
@@ -88,15 +88,16 @@ class TrainingSamples(torch.utils.data.Dataset):
 
 
 class TrainingCollator:
-    """Stacks samples into a batch and adds each sample's class prompts (tokenized once per class).
+    """Stacks samples into a batch and adds each sample's class prompts (tokenized once per class, from the
+    class's `description`).
 
     The model encodes the prompts through its cache of sentence embeddings, so each class's frozen text
     tower runs once per process and only the (optional) trainable text projection runs every step.
     """
 
-    def __init__(self, processor: MoECLIPProcessor, class_names: Sequence[str], dataset: str) -> None:
-        self.class_index = {name: index for index, name in enumerate(class_names)}
-        tokens = processor.tokenize_prompts(list(class_names), dataset)
+    def __init__(self, processor: MoECLIPProcessor, descriptions: Mapping[str, str]) -> None:
+        self.class_index = {name: index for index, name in enumerate(descriptions)}
+        tokens = processor.tokenize_descriptions(list(descriptions.values()))
         self.input_ids, self.attention_mask = tokens["prompt_input_ids"], tokens["prompt_attention_mask"]
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -126,8 +127,8 @@ def ensure_synthetic_data(root: Path, data_args: DataArguments) -> Path:
     return root / SYNTHETIC_TRAIN_ROOT
 
 
-def load_training_rows(data_args: DataArguments, output_dir: Path, accelerator: Accelerator) -> tuple[Dataset, str]:
-    """The training split as decoded rows, and the benchmark name that describes its classes.
+def load_training_rows(data_args: DataArguments, output_dir: Path, accelerator: Accelerator) -> Dataset:
+    """The training split as decoded rows; each row's `description` is its class's prompt wording.
 
     Raises `TrainingConfigurationError` for a root without images, unknown classes or classes without images.
     """
@@ -146,23 +147,23 @@ def load_training_rows(data_args: DataArguments, output_dir: Path, accelerator: 
         raise TrainingConfigurationError(message) from error
     if len(rows) == 0:
         raise TrainingConfigurationError(f"--dataset {data_args.dataset} at {root} has no images of these classes.")
-    return rows, benchmark
+    return rows
 
 
 def make_dataloader(
     rows: Dataset,
-    benchmark: str,
     processor: MoECLIPProcessor,
     data_args: DataArguments,
     training_args: TrainingArguments,
 ) -> DataLoader:
     """The (unprepared) training DataLoader: seeded epoch shuffling, per-sample seeded augmentation, prompts."""
-    class_names = sorted(rows.unique("class_name"))
+    settings = class_settings(rows)
+    descriptions = {name: settings[name][0] for name in sorted(settings)}
     return DataLoader(
         TrainingSamples(rows, ClipPreprocess(processor.image_processor), data_args.augment, training_args.seed),
         batch_size=training_args.batch_size,
         sampler=EpochShuffleSampler(len(rows), training_args.seed),
-        collate_fn=TrainingCollator(processor, class_names, benchmark),
+        collate_fn=TrainingCollator(processor, descriptions),
         num_workers=data_args.num_workers,
         generator=torch.Generator().manual_seed(training_args.seed),
         pin_memory=torch.cuda.is_available(),

@@ -214,7 +214,6 @@ class PreparedRun:
 def prepare_run(
     accelerator: Accelerator,
     rows: Dataset,
-    benchmark: str,
     model_args: ModelArguments,
     data_args: DataArguments,
     training_args: TrainingArguments,
@@ -225,7 +224,7 @@ def prepare_run(
     if training_args.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     model.train()
-    dataloader = make_dataloader(rows, benchmark, processor, data_args, training_args)
+    dataloader = make_dataloader(rows, processor, data_args, training_args)
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.Adam(
         parameters, lr=training_args.learning_rate, betas=(training_args.adam_beta1, training_args.adam_beta2)
@@ -312,11 +311,11 @@ def _train(
 ) -> TrainResult:
     output_dir = training_args.output_path
     checkpoints_dir = output_dir / CHECKPOINTS_DIR
-    rows, benchmark = load_training_rows(data_args, output_dir, accelerator)
+    rows = load_training_rows(data_args, output_dir, accelerator)
     if accelerator.is_main_process:
         initialise_output_dir(output_dir, arguments, training_args.overwrite)
     accelerator.wait_for_everyone()
-    run = prepare_run(accelerator, rows, benchmark, model_args, data_args, training_args)
+    run = prepare_run(accelerator, rows, model_args, data_args, training_args)
 
     state = TrainerState(num_processes=accelerator.num_processes, batch_size=training_args.batch_size)
     checkpoint_path = None
