@@ -15,6 +15,7 @@ This module's top level imports neither gradio nor torch, so that `moeclip --hel
 ```python
 >>> from moeclip_hf.app.serve import build_app, launch  # doctest: +SKIP
 >>> launch(build_app("path/to/model"), host="127.0.0.1", port=7860)  # doctest: +SKIP
+
 ```
 """
 

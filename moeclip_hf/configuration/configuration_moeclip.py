@@ -87,6 +87,7 @@ class MoECLIPConfig(PreTrainedConfig):
     >>> config = MoECLIPConfig()  # ViT-L/14 geometry at 518 px, the paper's hyper-parameters
     >>> config.grid_size
     37
+
     ```
     """
 

@@ -29,6 +29,7 @@ class ZeroShotAnomalyDetectionPipeline(Pipeline):
     >>> result = detector("part.png", class_name="metal nut")  # doctest: +SKIP
     >>> sorted(result)  # doctest: +SKIP
     ['anomaly_map', 'is_anomalous', 'score', 'threshold']
+
     ```
 
     Each result holds `score` (float in [0, 1]), `is_anomalous` (`score >= threshold`), `threshold`

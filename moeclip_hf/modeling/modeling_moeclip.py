@@ -73,6 +73,7 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
     >>> out = model(**inputs)
     >>> tuple(out.anomaly_map.shape) == (1, model.config.image_size, model.config.image_size)
     True
+
     ```
     """
 
@@ -231,6 +232,7 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
         [(1, 64, 64), (1, 64, 64)]
         >>> len(features.selected_experts) == len(model.config.moe_config.layers)
         True
+
         ```
         """
         self._check_pixel_values(pixel_values)

@@ -47,6 +47,7 @@ class MoELoraModel(BaseTuner):
     >>> tuned = MoELoraModel(tower, MoELoraConfig(layers=(2, 4)))
     >>> tuned.targeted_module_names
     ['encoder.layers.1', 'encoder.layers.3']
+
     ```
 
     The wrapped layers are [`MoELoraLayer`]s. [`encoder_states`] runs the tower and yields each layer's output
