@@ -1,4 +1,7 @@
-"""The web app without a browser: inference, upload checks, the server's temporary folder, the Space app, `serve`."""
+"""The web app without a browser: inference, upload checks, the server's temporary folder, the Space app, `serve`.
+
+The file is long because it is one subject's whole specification; its sections follow the entry points.
+"""
 
 import argparse
 import ast

@@ -13,6 +13,8 @@ Specified elsewhere and not repeated here:
 - the handler's payload limit and its empty, non-base64 and non-image payloads: tests/test_hub.py;
 - pixel_values of the wrong shape, NaN or an integer dtype: tests/test_modeling.py;
 - a truncated newest checkpoint: tests/test_training.py (and the SIGKILL case: tests/test_interruption.py).
+
+The file is long because it is one subject's whole specification; its sections follow the entry points.
 """
 
 from __future__ import annotations

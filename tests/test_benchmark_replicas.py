@@ -4,6 +4,8 @@ descriptions and domains, and so does the released code's JSON-lines form of the
 Each replica is a small description table, built in tmp_path: the real folder names, file names, extensions
 and mask conventions of the download (or of the copy peers ship), a few files each. The sources of every
 layout are in the benchmarks table (``moeclip_hf.benchmarks``, ``moeclip data list --sources``).
+
+The file is long because it is one subject's whole specification; its sections follow the entry points.
 """
 
 from __future__ import annotations

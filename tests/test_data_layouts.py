@@ -3,6 +3,8 @@
 Every test builds its own tiny benchmark copy in tmp_path (a few 8 x 8 PNGs named as the real
 benchmark names them), so the suite needs no data and no network. Each benchmark's real trees are
 tests/test_benchmark_replicas.py.
+
+The file is long because it is one subject's whole specification; its sections follow the entry points.
 """
 
 from __future__ import annotations

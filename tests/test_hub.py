@@ -1,4 +1,7 @@
-"""Hub export: the repository folder, its remote code (run without the package), the endpoint handler, the card."""
+"""Hub export: the repository folder, its remote code (run without the package), the endpoint handler, the card.
+
+The file is long because it is one subject's whole specification; its sections follow the entry points.
+"""
 
 import ast
 import base64

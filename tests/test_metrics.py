@@ -2,6 +2,8 @@
 
 References: scikit-learn for AUROC and AP, its precision/recall curve for F1-max, and a
 line-by-line port of the MVTec AD evaluation code (`compute_pro` and `trapezoid`) for AUPRO.
+
+The file is long because it is one subject's whole specification; its sections follow the entry points.
 """
 
 import bisect

@@ -11,7 +11,7 @@ from transformers import AutoConfig, AutoModel, CLIPConfig, CLIPModel
 from moeclip_hf import MoECLIPConfig, MoECLIPModel, MoECLIPProcessor
 from moeclip_hf.modeling.heads import patch_aggregation
 from moeclip_hf.modeling.maps import fuse_image_score, image_anomaly_score, probability_anomaly_map
-from moeclip_hf.modeling.modeling_moeclip import resize_position_embeddings
+from moeclip_hf.modeling.clip_weights import resize_position_embeddings
 from moeclip_hf.modeling.moe_lora import MoELoraLayer
 from moeclip_hf.testing import randomize_moe, tiny_config, tiny_processor
 

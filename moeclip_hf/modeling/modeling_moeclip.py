@@ -1,4 +1,10 @@
-"""MoECLIP: a frozen CLIP with MoE-LoRA layers in its vision tower and text-prompted anomaly heads."""
+"""MoECLIP: a frozen CLIP with MoE-LoRA layers in its vision tower and text-prompted anomaly heads.
+
+The module is a little over 400 lines because it keeps transformers' model contract in one class, as
+`models/clip/modeling_clip.py` does: the text side and its cache, the patch features, the documented forward with
+its losses, and `from_clip`. The pieces with a job of their own live beside it: the tuner (`moe_lora`), heads,
+maps, losses, outputs and the CLIP weight conversion (`clip_weights`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from transformers.utils import can_return_tuple
 
 from ..benchmarks import DOMAINS
 from ..configuration.configuration_moeclip import MoECLIPConfig
+from .clip_weights import clip_vision_state_dict, load_clip_text_weights
 from .heads import DepthwiseAdapter, patch_aggregation
 from .losses import classification_loss, segmentation_loss
 from .maps import (
@@ -418,33 +425,10 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
         text_config["projection_dim"] = clip.config.projection_dim
         config = MoECLIPConfig(vision_config=vision_config, text_config=text_config, image_size=image_size, **config_kwargs)
         model = cls(config)
-        vision_state = clip.vision_model.state_dict()
-        vision_state["embeddings.position_embedding.weight"] = resize_position_embeddings(
-            vision_state["embeddings.position_embedding.weight"], config.grid_size
-        )
-        vision_state.pop("embeddings.position_ids", None)
-        model.moe_tuner.load_tower_state_dict(vision_state)
-        text_state = {f"text_model.{key}": value for key, value in clip.text_model.state_dict().items()}
-        text_state["text_projection.weight"] = clip.text_projection.weight
-        missing, unexpected = model.text_model.load_state_dict(text_state, strict=False)
-        if unexpected or [key for key in missing if not key.endswith("position_ids")]:
-            raise ValueError(f"CLIP text weights do not fit: missing {missing}, unexpected {unexpected}.")
+        model.moe_tuner.load_tower_state_dict(clip_vision_state_dict(clip, config.grid_size))
+        load_clip_text_weights(model.text_model, clip)
         model.config._name_or_path = str(name_or_path)
         return model
 
 
-def resize_position_embeddings(weight: torch.Tensor, grid_size: int) -> torch.Tensor:
-    """(1 + n*n, d) CLIP position embeddings -> (1 + g*g, d): bicubic with antialias, CLS position kept."""
-    cls_position, patch_positions = weight[:1], weight[1:]
-    old = int(round(patch_positions.shape[0] ** 0.5))
-    if old * old != patch_positions.shape[0]:
-        raise ValueError(f"Position embeddings of {patch_positions.shape[0]} patches do not form a square grid.")
-    if old == grid_size:
-        return weight.clone()
-    grid = patch_positions.reshape(1, old, old, -1).permute(0, 3, 1, 2).float()
-    resized = F.interpolate(grid, size=(grid_size, grid_size), mode="bicubic", align_corners=False, antialias=True)
-    resized = resized.permute(0, 2, 3, 1).reshape(grid_size * grid_size, -1).to(weight.dtype)
-    return torch.cat([cls_position, resized], dim=0)
-
-
-__all__ = ["MoECLIPModel", "MoECLIPOutput", "MoECLIPPatchFeatures", "MoECLIPPreTrainedModel", "resize_position_embeddings"]
+__all__ = ["MoECLIPModel", "MoECLIPOutput", "MoECLIPPatchFeatures", "MoECLIPPreTrainedModel"]
