@@ -9,6 +9,7 @@ dependency.
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,19 @@ def test_the_layers_name_only_existing_modules():
     modules = package_modules()
     missing = [entry for entries in LAYERS for entry in entries if entry not in modules]
     assert missing == []
+
+
+def test_docs_architecture_names_every_module():
+    text = (PACKAGE.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    words = set(re.findall(r"[A-Za-z_]+", text))
+    unnamed = [
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path.stem not in words and not (path.stem == "__init__" and path.parent.name in words)
+    ]
+    assert unnamed == []
+    layer_names = {entry.removeprefix("moeclip_hf.").lstrip("_") for entries in LAYERS for entry in entries}
+    assert {name for name in layer_names if name not in words} <= {"moeclip_hf"}
 
 
 def loaded_after(code: str) -> dict:

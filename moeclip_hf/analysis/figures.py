@@ -1,4 +1,7 @@
-"""Matplotlib figures of the routing analyses, drawn off-screen (Agg) and written as PNG files.
+"""Matplotlib figures of the routing analyses, drawn off-screen and written as PNG files.
+
+The figures are `matplotlib.figure.Figure` objects, which draw with the Agg canvas on their own: no pyplot and no
+global backend (`matplotlib.use`) is involved, so nothing here changes how a user's own plots are shown.
 
 Each function takes plain numpy arrays, draws one figure after the paper's and saves it; none of them runs the
 model. Experts are numbered from 1 in every label, as in the paper.
@@ -9,13 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
 __all__ = [
     "save_anomaly_map_figure",
@@ -36,8 +35,13 @@ def _save(figure: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=_DPI, bbox_inches="tight")
-    plt.close(figure)
     return path
+
+
+def _subplots(rows: int, cols: int, figsize: tuple[float, float], **kwargs) -> tuple[Figure, np.ndarray]:
+    """A figure with a `rows` x `cols` grid of axes (always 2-D), laid out by matplotlib's constrained layout."""
+    figure = Figure(figsize=figsize, layout="constrained")
+    return figure, figure.subplots(rows, cols, squeeze=False, **kwargs)
 
 
 def _format_weight(weight: float) -> str:
@@ -82,8 +86,8 @@ def save_selection_figure(
         path: the PNG to write.
     """
     top_k, num_experts = maps.shape[:2]
-    figure, axes = plt.subplots(
-        top_k, num_experts, figsize=(2.4 * num_experts, 2.6 * top_k), squeeze=False, layout="constrained"
+    figure, axes = _subplots(
+        top_k, num_experts, figsize=(2.4 * num_experts, 2.6 * top_k)
     )
     for rank in range(top_k):
         for expert in range(num_experts):
@@ -116,7 +120,7 @@ def save_anomaly_map_figure(
         path: the PNG to write.
     """
     num_layers, num_scales = maps.shape[:2]
-    figure = plt.figure(figsize=(2.5 * (num_scales + 1) + 0.6, 2.5 * max(num_layers, 2)), layout="constrained")
+    figure = Figure(figsize=(2.5 * (num_scales + 1) + 0.6, 2.5 * max(num_layers, 2)), layout="constrained")
     grid = figure.add_gridspec(1, 2, width_ratios=[num_scales, 1])
     left, right = grid[0].subgridspec(num_layers, num_scales), grid[1].subgridspec(2, 1)
     shown = None
@@ -153,10 +157,10 @@ def save_utilisation_figure(shares: Mapping[str, np.ndarray], layers: Sequence[i
     """
     groups = list(shares)
     num_experts = next(iter(shares.values())).shape[1]
-    colors = plt.get_cmap("tab10")(np.arange(num_experts) % 10)
+    colors = colormaps["tab10"](np.arange(num_experts) % 10)
     width = max(3.0, 0.6 * len(groups) + 1.5)
-    figure, axes = plt.subplots(
-        1, len(layers), figsize=(width * len(layers), 3.8), squeeze=False, sharey=True, layout="constrained"
+    figure, axes = _subplots(
+        1, len(layers), figsize=(width * len(layers), 3.8), sharey=True
     )
     positions = np.arange(len(groups))
     for index, layer in enumerate(layers):
@@ -186,8 +190,8 @@ def save_similarity_figure(matrices: np.ndarray, layers: Sequence[int], path: st
     """
     num_layers, num_experts = matrices.shape[:2]
     size = (1.5 + (0.7 * num_experts + 0.8) * num_layers, 0.7 * num_experts + 1.4)
-    figure, axes = plt.subplots(1, num_layers, figsize=size, squeeze=False, layout="constrained")
-    cmap = plt.get_cmap("bwr").with_extremes(bad="lightgrey")
+    figure, axes = _subplots(1, num_layers, figsize=size)
+    cmap = colormaps["bwr"].with_extremes(bad="lightgrey")
     labels = [f"E{expert + 1}" for expert in range(num_experts)]
     shown = None
     for index, layer in enumerate(layers):
@@ -218,8 +222,8 @@ def save_statistics_figure(
     """
     num_layers, num_experts, num_stats = means.shape
     size = ((1.0 * num_stats + 1.6) * num_layers, 0.6 * num_experts + 1.4)
-    figure, axes = plt.subplots(1, num_layers, figsize=size, squeeze=False, layout="constrained")
-    cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
+    figure, axes = _subplots(1, num_layers, figsize=size)
+    cmap = colormaps["viridis"].with_extremes(bad="lightgrey")
     for index, layer in enumerate(layers):
         axis = axes[0, index]
         values = means[index]
