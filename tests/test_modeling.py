@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import AutoConfig, AutoModel, CLIPConfig, CLIPModel
 
-from moeclip_hf import MoECLIPConfig, MoECLIPModel, MoECLIPProcessor
+from moeclip_hf import MoECLIPConfig, MoECLIPModel, MoECLIPProcessor, MoELoraConfig
 from moeclip_hf.modeling.heads import patch_aggregation
 from moeclip_hf.modeling.maps import fuse_image_score, image_anomaly_score, probability_anomaly_map
 from moeclip_hf.modeling.clip_weights import resize_position_embeddings
@@ -286,3 +286,37 @@ def test_position_embedding_resize_is_bicubic_antialiased_and_keeps_cls():
     expected = F.interpolate(grid, size=(6, 6), mode="bicubic", align_corners=False, antialias=True)
     torch.testing.assert_close(resized[1:], expected.permute(0, 2, 3, 1).reshape(36, 6))
     assert torch.equal(resized[0], weight[0])
+
+
+def test_a_config_saved_with_the_older_moe_key_loads_into_moe_config(tmp_path):
+    saved = tiny_config().to_dict()
+    saved["moe"] = {**saved.pop("moe_config"), "num_experts": 3}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = MoECLIPConfig.from_pretrained(tmp_path)
+    assert isinstance(config.moe_config, MoELoraConfig) and config.moe_config.num_experts == 3
+    assert "moe" not in config.to_dict() and config.to_dict()["moe_config"]["num_experts"] == 3
+    with pytest.raises(ValueError, match="not both"):
+        tiny_config(moe={"r": 4}, moe_config={"r": 4})
+
+
+def test_patch_features_and_forward_report_the_same_routing(tiny):
+    model, processor = tiny
+    inputs = processor(images=images(2), class_names=["bottle"], return_tensors="pt")
+    with torch.no_grad():
+        features = model.get_patch_features(inputs["pixel_values"], layers=model.config.moe_config.layers, return_routing=True)
+        out = model(**inputs, return_routing=True)
+    for features_experts, forward_experts in zip(features.selected_experts, out.selected_experts, strict=True):
+        assert torch.equal(features_experts, forward_experts)
+    assert len(features.patch_features) == len(model.config.moe_config.layers)
+    assert all(states.shape == (2, model.config.grid_size**2, 64) for states in features.patch_features)
+    with pytest.raises(ValueError, match="encoder layers"):
+        model.get_patch_features(inputs["pixel_values"], layers=[99])
+
+
+def test_return_dict_false_gives_the_outputs_as_a_tuple(tiny):
+    model, processor = tiny
+    inputs = processor(images=images(1), class_names=["bottle"], return_tensors="pt")
+    with torch.no_grad():
+        as_tuple = model(**inputs, return_dict=False)
+        as_output = model(**inputs)
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], as_output.anomaly_map)

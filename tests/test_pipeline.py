@@ -108,3 +108,26 @@ def test_the_overlay_draws_the_threshold_contour():
     assert (drawn[edge] == 255).all()
     with pytest.raises(ValueError, match="does not match"):
         overlay(Image.new("RGB", (8, 9)), anomaly_map)
+
+
+def test_the_array_format_holds_the_values_the_picture_and_the_mask_are_made_from(detector):
+    values = detector(picture(), class_name="bottle", output_format="array")["anomaly_map"]
+    grey = detector(picture(), class_name="bottle")["anomaly_map"]
+    threshold = float(np.median(values))
+    (segment,) = detector(picture(), class_name="bottle", threshold=threshold, output_format="segmentation")
+    assert values.dtype == np.float32 and values.shape == (60, 90) and 0.0 <= values.min() <= values.max() <= 1.0
+    assert np.array_equal(np.asarray(grey), np.round(values * 255).astype(np.uint8))
+    assert np.array_equal(np.asarray(segment["mask"]) == 255, values >= threshold)
+
+
+def test_the_map_is_upsampled_once_from_the_patch_grid_to_the_images_size(detector, saved_model):
+    from moeclip_hf.modeling.maps import probability_anomaly_map
+
+    model = MoECLIPModel.from_pretrained(saved_model).eval()
+    inputs = tiny_processor()(images=picture(), class_names=["bottle"], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).patch_logits
+    config = model.config
+    expected = probability_anomaly_map(logits.flatten(1, 2), (60, 90), config.blur_kernel_sizes["industrial"], config.blur_sigmas["industrial"])
+    values = detector(picture(), class_name="bottle", output_format="array")["anomaly_map"]
+    np.testing.assert_allclose(values, expected[0].numpy(), atol=1e-6)
