@@ -1,9 +1,10 @@
 """The web app of an exported repository, as a Hugging Face Space (`sdk: gradio`, `app_file: app.py`).
 
 `moeclip export` bundles this module, with the app's modules it imports, into the repository's `app.py`
-(`moeclip_hf.hub.remote_code.bundle_source`): one self-contained file that imports nothing from `moeclip_hf`. The model,
-processor and pipeline come from the repository's own remote code (`trust_remote_code=True`), so the page
-scores exactly as `moeclip serve` does; it has no routing tab (that needs `moeclip_hf`, see `moeclip serve`).
+(`moeclip_hf.hub.remote_code.bundle_source`): one self-contained file that imports nothing from `moeclip_hf`.
+The model, processor and pipeline come from the repository's own remote code (`trust_remote_code=True`), so
+the page scores exactly as `moeclip serve` does; it has no routing tab (that needs `moeclip_hf`, see
+`moeclip serve`).
 
 Environment variables: `MOECLIP_MODEL` (the model folder or Hub id; default: the folder of `app.py`),
 `GRADIO_SERVER_NAME` / `GRADIO_SERVER_PORT` (set by Spaces).

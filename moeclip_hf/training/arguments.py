@@ -19,7 +19,7 @@ from transformers import HfArgumentParser
 
 from ..data.layouts import list_benchmarks
 
-#: The `--clip` value that selects the tiny offline CLIP of `moeclip_hf.testing` (tests and the demo).
+#: The `--clip` value that selects the tiny offline CLIP of `moeclip_hf.presets` (tests and the demo).
 TINY_CLIP = "tiny"
 #: The `--dataset` value that generates the procedural benchmark of `moeclip_hf.data.synthetic`.
 SYNTHETIC_DATASET = "synthetic"
@@ -44,7 +44,7 @@ class ModelArguments:
         default="openai/clip-vit-large-patch14-336",
         metadata={
             "help": "CLIP backbone: a transformers CLIP checkpoint folder or Hub id, wrapped by "
-            "MoECLIPModel.from_clip; 'tiny' builds the small offline CLIP of moeclip_hf.testing (64 px)."
+            "MoECLIPModel.from_clip; 'tiny' builds the small offline CLIP of moeclip_hf.presets (64 px)."
         },
     )
     init_from: str | None = field(
