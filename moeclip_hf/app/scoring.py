@@ -44,6 +44,7 @@ def default_threshold(detector: Any) -> float:
 
 
 def check_threshold(threshold: float | None, detector: Any) -> float:
+    """The verdict's threshold: the given one, checked to lie in [0, 1], or the model's default."""
     if threshold is None:
         return default_threshold(detector)
     threshold = float(threshold)
