@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from inference_overhead import GEOMETRIES, build_models, timed, working_memory  # noqa: E402
 
-from moeclip_hf.training.loop import enable_gradient_checkpointing  # noqa: E402
+from moeclip_hf.training.model import enable_gradient_checkpointing  # noqa: E402
 
 VARIANTS = ("fp32", "bf16", "bf16+checkpointing")
 
