@@ -320,3 +320,13 @@ def test_return_dict_false_gives_the_outputs_as_a_tuple(tiny):
         as_tuple = model(**inputs, return_dict=False)
         as_output = model(**inputs)
     assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], as_output.anomaly_map)
+
+
+def test_the_tuner_runs_the_models_own_tower_also_in_a_copy(tiny):
+    import copy
+
+    model, _ = tiny
+    assert model.moe_tuner.model is model.vision_model
+    assert not any(name.startswith("moe_tuner") for name, _ in model.named_parameters())  # CLIP's weight names
+    twin = copy.deepcopy(model)
+    assert twin.moe_tuner.model is twin.vision_model and twin.moe_tuner is not model.moe_tuner
