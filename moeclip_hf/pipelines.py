@@ -89,7 +89,7 @@ class ZeroShotAnomalyDetectionPipeline(Pipeline):
         elif not is_known_class(class_name):
             logger.info("Class %r is not a benchmark class: its name is used as the prompt description.", class_name)
         inputs = self.processor(images=picture, class_names=[class_name], dataset=dataset, return_tensors="pt")
-        inputs["original_size"] = torch.tensor([picture.height, picture.width])
+        inputs["original_size"] = torch.tensor([[picture.height, picture.width]])  # (1, 2): batches along dim 0
         return inputs
 
     def _forward(self, model_inputs: dict[str, Any], domain: str | None = None) -> dict[str, Any]:
