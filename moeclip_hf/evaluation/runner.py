@@ -12,6 +12,10 @@ Two protocols (METHOD.md, "Outputs"):
 Each class is scored as its rows say: the prompt ensemble of its `description`, the blur and score fusion
 of its `domain` (a JSON-lines file may mix industrial and medical classes). The released code's
 best-epoch-on-test selection is deliberately not offered.
+
+Under `accelerate launch` or `torchrun` each process scores its share of every class's batches and the
+main process computes the metrics from the gathered values (`evaluation.distributed`): the same floats as
+one process.
 """
 
 from __future__ import annotations
@@ -24,15 +28,19 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..benchmarks import matching_benchmark
 from ..data.loading import class_settings
+from ..distributed.agreement import require_agreement, sequence_fingerprint
+from ..distributed.processes import ProcessGroup, SingleProcess
+from ..distributed.sharding import fixed_batches, shard_batches
 from ..modeling.maps import image_anomaly_score, protocol_anomaly_map
 from ..modeling.modeling_moeclip import MoECLIPModel
 from ..modeling.processing_moeclip import MoECLIPProcessor
 from .accumulator import METRIC_NAMES, ClassMetricAccumulator
+from .distributed import dataset_fingerprint, gather_accumulator
 
 PROTOCOLS = ("moeclip", "probability")
 
@@ -42,12 +50,14 @@ TABLE_METRICS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixe
 
 @dataclass
 class BenchmarkResult:
-    """Per-class metrics of one dataset and their mean over classes (fractions in [0, 1], None = not defined)."""
+    """Per-class metrics of one dataset and their mean over classes (fractions in [0, 1], None = not defined);
+    `images_per_rank`: how many images each process scored (one entry for a single-process run)."""
 
     dataset: str
     protocol: str
     classes: dict[str, dict[str, float | None]]
     mean: dict[str, float | None] = field(init=False)
+    images_per_rank: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.mean = mean_over_classes(self.classes.values())
@@ -117,12 +127,18 @@ def evaluate_dataset(
     domain: str | None = None,
     num_workers: int = 0,
     progress: bool = True,
-) -> BenchmarkResult:
+    processes: ProcessGroup | None = None,
+) -> BenchmarkResult | None:
     """Run `model` over a benchmark dataset (from `load_benchmark(..., image_size=model.config.image_size)`).
 
     Classes are accumulated batch by batch (`ClassMetricAccumulator`); each class's prompts are encoded once,
     from its rows' `description`, and its maps blurred and its scores fused as its rows' `domain` says.
     `domain` overrides the rows' domain for every class.
+
+    With `processes` (`distributed.launched_processes()`), every process must call this with the same
+    arguments: each scores a disjoint share of whole batches of every class, the shares are gathered onto
+    the main process, which alone shows the progress bar and returns the result (None on the others).
+    The processes first check that they list the same rows and settings (`RanksDisagreeError`).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}.")
@@ -132,18 +148,29 @@ def evaluate_dataset(
     device = next(model.parameters()).device
     config = model.config
     size = config.image_size
+    group = processes or SingleProcess(device)
+    if group.num_processes > 1:
+        require_agreement(group, {
+            f"data of {dataset_name} (images, masks, labels, classes, prompts, domains)": dataset_fingerprint(dataset),
+            "evaluation settings (protocol, batch size, domain)": sequence_fingerprint([protocol, batch_size, domain]),
+        })  # fmt: skip
     groups = class_indices(dataset)
     settings = class_settings(dataset)
-    bar = tqdm(total=len(dataset), desc=f"{dataset_name} ({protocol})", unit="img", disable=not progress)
+    bar = tqdm(
+        total=len(dataset), desc=f"{dataset_name} ({protocol})", unit="img", disable=not (progress and group.is_main)
+    )
     results: dict[str, dict[str, float | None]] = {}
+    scored_here = 0
     for class_name, indices in groups.items():
         description, row_domain = settings[class_name]
         class_domain = domain or row_domain
         kernel, sigma = config.blur_kernel_sizes[class_domain], config.blur_sigmas[class_domain]
         prompts = processor.tokenize_descriptions([description])
         text = model.encode_prompts(prompts["prompt_input_ids"].to(device), prompts["prompt_attention_mask"].to(device))
-        accumulator = ClassMetricAccumulator(expected_num_images=len(indices))
-        loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, collate_fn=_collate, num_workers=num_workers)
+        batches = shard_batches(fixed_batches(indices, batch_size), group.num_processes, group.rank)
+        accumulator = ClassMetricAccumulator(expected_num_images=sum(len(batch) for batch in batches))
+        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=_collate, num_workers=num_workers)
+        class_end = bar.n + len(indices)
         for batch in loader:
             pixel_values = batch["pixel_values"].to(device)
             out = model(
@@ -155,22 +182,36 @@ def evaluate_dataset(
             else:
                 maps, scores = out.anomaly_map.float(), out.anomaly_score.float()
             accumulator.update(scores.cpu(), batch["label"], maps.cpu(), batch["mask"][:, 0] > 0.5)
-            bar.update(pixel_values.shape[0])
+            scored_here += pixel_values.shape[0]
+            # The other processes move at about this process's pace: count their batches as done too.
+            bar.update(min(pixel_values.shape[0] * group.num_processes, class_end - bar.n))
+        accumulator = gather_accumulator(accumulator, group)
+        bar.update(class_end - bar.n)
+        if accumulator is None:  # not the main process: the main one computes the metrics
+            continue
         if protocol == "moeclip":
             weight = config.score_fusion_weights[class_domain]
             results[class_name] = accumulator.compute(normalize_maps=True, score_fusion_weight=weight)
         else:
             results[class_name] = accumulator.compute()
     bar.close()
-    return BenchmarkResult(dataset_name, protocol, results)
+    images_per_rank = [int(count) for count in group.all_gather(torch.tensor([scored_here]))]
+    return BenchmarkResult(dataset_name, protocol, results, images_per_rank) if group.is_main else None
 
 
 def write_results(results: list[BenchmarkResult], output_dir: str | Path, model_name: str = "") -> dict[str, Path]:
-    """Write `results.json` (all datasets), one CSV per dataset and `results.md`; return their paths."""
+    """Write `results.json` (all datasets), one CSV per dataset and `results.md`; return their paths.
+
+    `results.json` also records `num_processes` and `images_per_rank`, the images each process scored over
+    all datasets, when every result carries them.
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     payload = {"model": model_name, "datasets": {result.dataset: result.to_dict() for result in results}}
+    if results and all(result.images_per_rank for result in results):
+        images_per_rank = [sum(counts) for counts in zip(*(result.images_per_rank for result in results), strict=True)]
+        payload.update(num_processes=len(images_per_rank), images_per_rank=images_per_rank)
     paths["json"] = output_dir / "results.json"
     paths["json"].write_text(json.dumps(payload, indent=2))
     for result in results:
