@@ -27,10 +27,10 @@ def fixed_batches(indices: Sequence[int], batch_size: int) -> list[list[int]]:
 def shard_batches(batches: Sequence[Batch], num_processes: int, rank: int) -> list[Batch]:
     """Process `rank`'s share of `batches`: a contiguous run of whole batches, balanced by image count.
 
-    A batch goes to process `floor(start * num_processes / total)`, `start` being the number of images
-    before it, so the shares follow one another in order (concatenated in rank order they give back
-    `batches`) and each holds `total / num_processes` images give or take one batch. A process may get no
-    batch when there are fewer batches than processes.
+    A batch goes to the process whose equal share of the images, `[r, r + 1) * total / num_processes`,
+    holds the batch's middle image, so the shares follow one another in order (concatenated in rank order
+    they give back `batches`) and each holds `total / num_processes` images give or take a batch. A process
+    may get no batch when there are fewer batches than processes.
     """
     if not 0 <= rank < num_processes:
         raise ValueError(f"rank must lie in [0, {num_processes}); got {rank}.")
@@ -38,7 +38,7 @@ def shard_batches(batches: Sequence[Batch], num_processes: int, rank: int) -> li
     share: list[Batch] = []
     start = 0
     for batch in batches:
-        if start * num_processes // max(total, 1) == rank:
+        if (2 * start + len(batch)) * num_processes // (2 * max(total, 1)) == rank:
             share.append(batch)
         start += len(batch)
     return share

@@ -26,7 +26,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..distributed.agreement import require_agreement, sequence_fingerprint
+from ..distributed.agreement import relative_paths, require_agreement, sequence_fingerprint
 from ..distributed.processes import ProcessGroup, SingleProcess
 from ..distributed.sharding import fixed_batches, shard_batches
 from .sources import ImageItem
@@ -99,8 +99,7 @@ def detect_to_table(
         progress: show a progress bar (main process only), its total all images.
 
     Raises:
-        FileExistsError: the table exists and neither `resume` nor `overwrite` is set.
-        ValueError: resuming with other settings or another model than the table was written with;
+        ValueError: the table exists and neither `resume` nor `overwrite` is set; resuming with other settings or another model than the table was written with;
             processes that disagree on the model, settings, images or the rows already written.
     """
     group = processes or SingleProcess()
@@ -111,8 +110,8 @@ def detect_to_table(
         require_agreement(group, {
             "model (config and weights)": model_digest,
             "settings (class, domain, threshold, batch size)": sequence_fingerprint([settings, batch_size]),
-            "list of images (names relative to the folder they share, in order)": sequence_fingerprint(
-                item.map_name for item in items
+            "list of images (paths relative to the folder they share, in order)": sequence_fingerprint(
+                relative_paths([item.key for item in items])
             ),
         })  # fmt: skip
     _check_existing(files, record, resume, overwrite)
@@ -172,7 +171,7 @@ def _check_existing(files: TableFiles, record: Mapping[str, Any], resume: bool, 
         raise ValueError("--resume continues a table and --overwrite deletes it: pass one of them")
     existing = files.existing()
     if existing and not (resume or overwrite):
-        raise FileExistsError(f"{existing[0]} exists: pass --resume to continue that run, or --overwrite to start over")
+        raise ValueError(f"{existing[0]} exists: pass --resume to continue that run, or --overwrite to start over")
     if resume and files.settings.exists():
         recorded = json.loads(files.settings.read_text())
         changed = [f"{name}: {recorded.get(name)!r} then, {value!r} now" for name, value in record.items() if recorded.get(name) != value]

@@ -10,6 +10,7 @@ dataset's rows by index. An image named twice is scored once.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ from datasets import Dataset
 from PIL import Image
 
 from ..data.images import IMAGE_SUFFIXES, read_image
-from ..distributed.agreement import relative_paths
 
 #: Suffixes of text files read as lists of image paths, one per line.
 LIST_SUFFIXES: frozenset[str] = frozenset({".txt", ".lst"})
@@ -49,8 +49,10 @@ class ImageItem:
     Attributes:
         key: the `path` column of its result row, unique among the items: the file path as given (normalised),
             or for a dataset row its stored file name, else `<dataset>#<index>`.
-        map_name: its map file, relative to the maps folder: the path relative to the folder all input files
-            share (".png" appended unless it ends so), or `<dataset name>/<index>.png`.
+        map_name: its map file, relative to the maps folder: `<folder>/<stem>-<digest>.png` for a file, after
+            the folder holding it, its name and the first 10 hex digits of the key's SHA-256 (the same name
+            whatever else is scored, so a resumed run with more images never reuses one), or
+            `<dataset name>/<index>.png`.
         source: the file path, or the dataset row.
     """
 
@@ -91,7 +93,7 @@ def collect_images(
     for entry in inputs:
         paths += _expand(os.fspath(entry), excluded)
     paths = list(dict.fromkeys(os.path.normpath(path) for path in paths))
-    items = [ImageItem(path, _map_name(relative), path) for path, relative in zip(paths, relative_paths(paths), strict=True)]
+    items = [ImageItem(path, _map_name(path), path) for path in paths]
     if dataset is not None:
         items += _dataset_items(dataset, split, image_column)
     if not items:
@@ -158,8 +160,10 @@ def _read_list(list_file: Path) -> list[str]:
     return paths
 
 
-def _map_name(relative: str) -> str:
-    return relative if relative.lower().endswith(".png") else relative + ".png"
+def _map_name(path: str) -> str:
+    file = Path(path)
+    digest = hashlib.sha256(path.encode()).hexdigest()[:10]
+    return (Path(file.parent.name) / f"{file.stem}-{digest}.png").as_posix()
 
 
 def _dataset_items(reference: str, split: str | None, image_column: str) -> list[ImageItem]:

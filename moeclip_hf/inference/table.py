@@ -163,6 +163,7 @@ class RowWriter:
     """Appends rows a batch at a time to a JSON-lines file and, optionally, a CSV file; flushed after each batch."""
 
     def __init__(self, jsonl: Path, csv_path: Path | None = None) -> None:
+        self.jsonl_path, self.csv_path = jsonl, csv_path
         self._jsonl = open(jsonl, "a", encoding="utf-8", newline="")
         self._csv = None
         if csv_path is not None:
