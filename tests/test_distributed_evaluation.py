@@ -134,7 +134,7 @@ def test_the_model_fingerprint_sees_one_changed_weight_and_nothing_else():
 
 def test_torchrun_with_two_processes_writes_the_single_process_results(tmp_path, one_torch_thread, capsys):
     data, model = tmp_path / "data", tmp_path / "model"
-    generate(data, categories=["stripes", "tablet"], images_per_category=5, seed=0, image_size=64)  # 5: odd
+    generate(data, categories=["stripes", "tablet", "washer"], images_per_category=5, seed=0, image_size=64)  # odd
     torch.manual_seed(0)
     MoECLIPModel(tiny_config()).save_pretrained(model)
     tiny_processor().save_pretrained(model)
@@ -153,7 +153,8 @@ def test_torchrun_with_two_processes_writes_the_single_process_results(tmp_path,
     one = json.loads((tmp_path / "one" / "results.json").read_text())
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     assert two["datasets"] == one["datasets"]
-    assert (one["num_processes"], one["images_per_rank"]) == (1, [10])
-    # Per class 5 images in batches [2, 2, 1]: the first process scores the first batch, the second the others.
-    assert (two["num_processes"], two["images_per_rank"]) == (2, [4, 6])
+    assert (one["num_processes"], one["images_per_rank"]) == (1, [15])
+    # Batches of [2, 2, 1] images per class: the first process scores stripes and tablet's first batch, the
+    # second the rest of tablet and washer, so tablet's maps come from both processes.
+    assert (two["num_processes"], two["images_per_rank"]) == (2, [7, 8])
     assert (tmp_path / "two" / "results_mvtec.csv").read_text() == (tmp_path / "one" / "results_mvtec.csv").read_text()

@@ -13,7 +13,7 @@ Each class is scored as its rows say: the prompt ensemble of its `description`, 
 of its `domain` (a JSON-lines file may mix industrial and medical classes). The released code's
 best-epoch-on-test selection is deliberately not offered.
 
-Under `accelerate launch` or `torchrun` each process scores its share of every class's batches and the
+Under `accelerate launch` or `torchrun` each process scores a contiguous share of the batches and the
 main process computes the metrics from the gathered values (`evaluation.distributed`): the same floats as
 one process.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..benchmarks import matching_benchmark
+from ..configuration import MoECLIPConfig
 from ..data.loading import class_settings
 from ..distributed.agreement import require_agreement, sequence_fingerprint
 from ..distributed.processes import ProcessGroup, SingleProcess
@@ -136,9 +138,11 @@ def evaluate_dataset(
     `domain` overrides the rows' domain for every class.
 
     With `processes` (`distributed.launched_processes()`), every process must call this with the same
-    arguments: each scores a disjoint share of whole batches of every class, the shares are gathered onto
-    the main process, which alone shows the progress bar and returns the result (None on the others).
-    The processes first check that they list the same rows and settings (`RanksDisagreeError`).
+    arguments. The dataset's batches (each of one class, as one process forms them) are shared out in
+    contiguous runs; each process keeps its share of every class until all are scored, then the classes'
+    shares are gathered onto the main process, which alone shows the progress bar, computes the metrics
+    and returns the result (None on the others). The processes first check that they list the same rows
+    and settings (`RanksDisagreeError`). Alone, a process holds one class at a time.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}.")
@@ -156,47 +160,64 @@ def evaluate_dataset(
         })  # fmt: skip
     groups = class_indices(dataset)
     settings = class_settings(dataset)
+    class_of = {index: class_name for class_name, indices in groups.items() for index in indices}
+    batches = [batch for indices in groups.values() for batch in fixed_batches(indices, batch_size)]
+    share = shard_batches(batches, group.num_processes, group.rank)
+    own_images = Counter()
+    for indices in share:
+        own_images[class_of[indices[0]]] += len(indices)
+    loader = DataLoader(dataset, batch_sampler=share, collate_fn=_collate, num_workers=num_workers)
     bar = tqdm(
         total=len(dataset), desc=f"{dataset_name} ({protocol})", unit="img", disable=not (progress and group.is_main)
     )
+    accumulators: dict[str, ClassMetricAccumulator] = {}
     results: dict[str, dict[str, float | None]] = {}
     scored_here = 0
-    for class_name, indices in groups.items():
-        description, row_domain = settings[class_name]
-        class_domain = domain or row_domain
-        kernel, sigma = config.blur_kernel_sizes[class_domain], config.blur_sigmas[class_domain]
-        prompts = processor.tokenize_descriptions([description])
-        text = model.encode_prompts(prompts["prompt_input_ids"].to(device), prompts["prompt_attention_mask"].to(device))
-        batches = shard_batches(fixed_batches(indices, batch_size), group.num_processes, group.rank)
-        accumulator = ClassMetricAccumulator(expected_num_images=sum(len(batch) for batch in batches))
-        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=_collate, num_workers=num_workers)
-        class_end = bar.n + len(indices)
-        for batch in loader:
-            pixel_values = batch["pixel_values"].to(device)
-            out = model(
-                pixel_values=pixel_values, text_embeds=text.expand(pixel_values.shape[0], -1, -1), domain=class_domain
-            )
-            if protocol == "moeclip":
-                maps = protocol_anomaly_map(out.patch_logits.flatten(1, 2).float(), size, kernel, sigma)
-                scores = image_anomaly_score(out.image_logits.float())
-            else:
-                maps, scores = out.anomaly_map.float(), out.anomaly_score.float()
-            accumulator.update(scores.cpu(), batch["label"], maps.cpu(), batch["mask"][:, 0] > 0.5)
-            scored_here += pixel_values.shape[0]
-            # The other processes move at about this process's pace: count their batches as done too.
-            bar.update(min(pixel_values.shape[0] * group.num_processes, class_end - bar.n))
-        accumulator = gather_accumulator(accumulator, group)
-        bar.update(class_end - bar.n)
-        if accumulator is None:  # not the main process: the main one computes the metrics
-            continue
+    for indices, batch in zip(share, loader, strict=True):
+        class_name = class_of[indices[0]]  # a batch never spans two classes
+        if class_name not in accumulators:
+            if group.num_processes == 1 and accumulators:  # alone, hold one class at a time
+                finished, accumulator = accumulators.popitem()
+                results[finished] = _class_metrics(accumulator, protocol, config, domain or settings[finished][1])
+            description, row_domain = settings[class_name]
+            class_domain = domain or row_domain
+            kernel, sigma = config.blur_kernel_sizes[class_domain], config.blur_sigmas[class_domain]
+            prompts = processor.tokenize_descriptions([description])
+            text = model.encode_prompts(prompts["prompt_input_ids"].to(device), prompts["prompt_attention_mask"].to(device))
+            accumulators[class_name] = ClassMetricAccumulator(expected_num_images=own_images[class_name])
+        pixel_values = batch["pixel_values"].to(device)
+        out = model(pixel_values=pixel_values, text_embeds=text.expand(pixel_values.shape[0], -1, -1), domain=class_domain)
         if protocol == "moeclip":
-            weight = config.score_fusion_weights[class_domain]
-            results[class_name] = accumulator.compute(normalize_maps=True, score_fusion_weight=weight)
+            maps = protocol_anomaly_map(out.patch_logits.flatten(1, 2).float(), size, kernel, sigma)
+            scores = image_anomaly_score(out.image_logits.float())
         else:
-            results[class_name] = accumulator.compute()
+            maps, scores = out.anomaly_map.float(), out.anomaly_score.float()
+        accumulators[class_name].update(scores.cpu(), batch["label"], maps.cpu(), batch["mask"][:, 0] > 0.5)
+        scored_here += pixel_values.shape[0]
+        # The other processes move at about this process's pace: count their batches as done too.
+        bar.update(min(pixel_values.shape[0] * group.num_processes, bar.total - bar.n))
+    bar.update(bar.total - bar.n)
     bar.close()
+    for class_name in groups:  # in order on every process: each class's shares meet on the main process
+        if class_name in results:
+            continue
+        accumulator = gather_accumulator(accumulators.pop(class_name, ClassMetricAccumulator()), group)
+        if accumulator is not None:
+            results[class_name] = _class_metrics(accumulator, protocol, config, domain or settings[class_name][1])
     images_per_rank = [int(count) for count in group.all_gather(torch.tensor([scored_here]))]
-    return BenchmarkResult(dataset_name, protocol, results, images_per_rank) if group.is_main else None
+    if not group.is_main:
+        return None
+    return BenchmarkResult(dataset_name, protocol, {name: results[name] for name in groups}, images_per_rank)
+
+
+def _class_metrics(
+    accumulator: ClassMetricAccumulator, protocol: str, config: MoECLIPConfig, class_domain: str
+) -> dict[str, float | None]:
+    """The metrics of one whole class: after the MoECLIP protocol's normalisation and fusion, or as scored."""
+    if protocol == "moeclip":
+        weight = config.score_fusion_weights[class_domain]
+        return accumulator.compute(normalize_maps=True, score_fusion_weight=weight)
+    return accumulator.compute()
 
 
 def write_results(results: list[BenchmarkResult], output_dir: str | Path, model_name: str = "") -> dict[str, Path]:
