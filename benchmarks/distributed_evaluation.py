@@ -3,12 +3,14 @@ synthetic benchmark.
 
     python benchmarks/distributed_evaluation.py [--repeats 3] [--images-per-category 16] [--image-size 128]
 
-Writes the synthetic benchmark (8 categories, MVTec-AD layout) and the demo model (`presets`/`testing`
-`demo_config`, not pretrained) to a temporary folder, then runs each command as a user would, whole (start,
-model load, scoring, metrics, writing), alternating: one process with OMP_NUM_THREADS=2, then
-`torchrun --standalone --nproc_per_node 2` with one thread per process, the same two cores. It reports the
-median wall time of each, their ratio, and checks that the two runs wrote the same results (results.json's
-datasets; the detect table's rows). The last line printed is the whole result as JSON.
+Writes the synthetic benchmark (8 categories, MVTec-AD layout) and the demo model (`demo_config`, not
+pretrained) to a temporary folder, then runs each command as a user would, whole (start, model load,
+scoring, metrics, writing), in three set-ups on two cores, alternating: one process with one thread, one
+process with two threads, and `torchrun --standalone --nproc_per_node 2` with one thread per process. It
+reports the median wall time of each and checks that the two-process run wrote exactly what the
+one-process, one-thread run wrote (same arithmetic: results.json's datasets, the detect table); against the
+two-thread run it reports the largest score difference (a matrix product sums in another order with
+another thread count). The last line printed is the whole result as JSON.
 """
 
 from __future__ import annotations
@@ -42,18 +44,26 @@ def commands(folder: Path, output: str) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
-def run(arguments: list[str], processes: int) -> float:
+def run(arguments: list[str], processes: int, threads: int) -> float:
     launcher = [sys.executable] if processes == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)
     ]  # fmt: skip
-    environment = {**os.environ, "OMP_NUM_THREADS": str(2 // processes), "PYTHONPATH": str(REPOSITORY),
-                   "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPOSITORY), "CUDA_VISIBLE_DEVICES": "",
+                   "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # fmt: skip
     start = time.perf_counter()
     finished = subprocess.run([*launcher, "-m", "moeclip_hf.cli", *arguments], env=environment, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if finished.returncode != 0:
         raise SystemExit(finished.stderr[-3000:])
     return elapsed
+
+
+#: (name, processes, threads per process)
+SETUPS = (("1 process, 1 thread", 1, 1), ("1 process, 2 threads", 1, 2), ("2 processes, 1 thread each", 2, 1))
+
+
+def table_scores(folder: Path) -> dict[str, float]:
+    return {row["path"]: row["score"] for row in map(json.loads, (folder / "table.jsonl").read_text().splitlines())}
 
 
 def main() -> None:
@@ -68,26 +78,27 @@ def main() -> None:
         torch.manual_seed(0)
         MoECLIPModel(demo_config(image_size=args.image_size)).save_pretrained(folder / "model")
         tiny_processor(args.image_size).save_pretrained(folder / "model")
-        times: dict[str, dict[int, list[float]]] = {name: {1: [], 2: []} for name in ("evaluate", "detect")}
+        times: dict[str, dict[str, list[float]]] = {name: {setup: [] for setup, _, _ in SETUPS} for name in ("evaluate", "detect")}
         for _ in range(args.repeats):
-            for processes in (1, 2):
-                for name, arguments in commands(folder, f"out-{processes}").items():
-                    times[name][processes].append(run(arguments, processes))
-        one, two = (json.loads((folder / f"out-{n}" / "results.json").read_text()) for n in (1, 2))
-        tables = [(folder / f"out-{n}" / "table.jsonl").read_text().replace(f"out-{n}", "out") for n in (1, 2)]
+            for setup, processes, threads in SETUPS:
+                for name, arguments in commands(folder, f"out-{processes}-{threads}").items():
+                    times[name][setup].append(run(arguments, processes, threads))
+        results = {key: json.loads((folder / f"out-{key}" / "results.json").read_text()) for key in ("1-1", "1-2", "2-1")}
+        scores = {key: table_scores(folder / f"out-{key}") for key in ("1-1", "1-2", "2-1")}
         report = {
             "images": 8 * args.images_per_category,
             "image_size": args.image_size,
             "repeats": args.repeats,
-            "images_per_rank": two["images_per_rank"],
-            "same_results": one["datasets"] == two["datasets"],
-            "same_table": tables[0] == tables[1],
+            "images_per_rank": results["2-1"]["images_per_rank"],
+            "two_processes_equal_one": results["2-1"]["datasets"] == results["1-1"]["datasets"] and scores["2-1"] == scores["1-1"],
+            "two_threads_max_score_difference": max(abs(scores["1-2"][path] - score) for path, score in scores["1-1"].items()),
         }
-        print("| command | 1 process (s) | 2 processes (s) | speed-up |\n|---|---|---|---|")
-        for name, by_processes in times.items():
-            medians = {n: statistics.median(values) for n, values in by_processes.items()}
-            print(f"| {name} | {medians[1]:.1f} | {medians[2]:.1f} | {medians[1] / medians[2]:.2f}x |")
-            report[name] = {"one_process_s": by_processes[1], "two_processes_s": by_processes[2]}
+        print("| command | " + " | ".join(f"{setup} (s)" for setup, _, _ in SETUPS) + " | speed-up of 2 processes over the faster single process |")
+        print("|---" * (len(SETUPS) + 2) + "|")
+        for name, by_setup in times.items():
+            medians = [statistics.median(by_setup[setup]) for setup, _, _ in SETUPS]
+            print(f"| {name} | " + " | ".join(f"{median:.1f}" for median in medians) + f" | {min(medians[:2]) / medians[2]:.2f}x |")
+            report[name] = by_setup
         print(json.dumps(report))
 
 
