@@ -8,12 +8,11 @@ sleeps inside the write. Nothing of the package is replaced: only the table's ro
 computes with one thread, as the in-process runs of tests/test_batch_detection.py do.
 """
 
-import os
 import sys
-import time
 from pathlib import Path
 
 import torch
+from stalling import write_half_and_wait_to_be_killed
 
 from moeclip_hf.cli import main
 from moeclip_hf.inference.table import RowWriter
@@ -28,14 +27,7 @@ def stall_in_batch(batch: int, ready: Path) -> None:
         rows = list(rows)
         if written == batch:
             append(self, rows[:1])
-            line = rows[1].to_json()
-            with open(self.jsonl_path, "a", encoding="utf-8") as handle:
-                handle.write(line[: len(line) // 2])
-                handle.flush()
-                os.fsync(handle.fileno())
-            ready.touch()
-            time.sleep(3600)  # killed here
-            raise SystemExit("not killed within an hour")
+            write_half_and_wait_to_be_killed(self.jsonl_path, rows[1].to_json().encode(), ready, append=True)
         written += 1
         append(self, rows)
 

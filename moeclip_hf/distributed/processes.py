@@ -68,15 +68,15 @@ class SingleProcess(ProcessGroup):
 class TorchProcessGroup(ProcessGroup):
     """The default `torch.distributed` process group of a launched run.
 
-    Tensors travel on the CPU under gloo and on `device` under the other backends (NCCL needs device
-    tensors); booleans travel as bytes, which every backend reduces and gathers.
+    Tensors travel on the CPU under gloo and on `transport_device` under the other backends (NCCL needs
+    tensors on the process's GPU); booleans travel as bytes, which every backend gathers.
     """
 
-    def __init__(self, rank: int, num_processes: int, device: torch.device) -> None:
+    def __init__(self, rank: int, num_processes: int, device: torch.device, transport_device: torch.device) -> None:
         if not dist.is_initialized():
             raise RuntimeError("torch.distributed is not initialised; use `launched_processes()`")
         self.rank, self.num_processes, self.device = rank, num_processes, device
-        self._transport = torch.device("cpu") if dist.get_backend() == "gloo" else device
+        self._transport = torch.device("cpu") if dist.get_backend() == "gloo" else transport_device
 
     def all_gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         sent = self._outgoing(tensor)
@@ -106,9 +106,9 @@ def launched_processes(device: str | None = None) -> ProcessGroup:
     """The processes running this command: those of `accelerate launch` / `torchrun`, or this one alone.
 
     Under a launcher (`WORLD_SIZE` > 1) Accelerate's `PartialState` opens the process group as the launcher
-    configured it, on CPUs when the machine has no accelerator, and each process computes on its own device
-    (`PartialState().device`: GPU `LOCAL_RANK` of its machine); `device` of another type than that (say
-    "cpu" on a GPU machine) overrides it. Alone, `device` defaults to CUDA when available, else the CPU.
+    configured it, and each process computes on its own device (`PartialState().device`: GPU `LOCAL_RANK`
+    of its machine). On a machine without an accelerator, or with `device="cpu"`, the processes compute on
+    CPUs and talk through gloo. Alone, `device` defaults to CUDA when available, else the CPU.
     Only the main process shows progress bars: the others turn off those of transformers and datasets.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -117,12 +117,13 @@ def launched_processes(device: str | None = None) -> ProcessGroup:
     from accelerate import PartialState
     from transformers.utils import logging as transformers_logging
 
-    state = PartialState(cpu=not torch.accelerator.is_available())
+    on_cpus = not torch.accelerator.is_available() or (device is not None and torch.device(device).type == "cpu")
+    state = PartialState(cpu=on_cpus)
     if not state.is_main_process:
         transformers_logging.disable_progress_bar()
         datasets.disable_progress_bars()
     chosen = state.device if device is None or torch.device(device).type == state.device.type else torch.device(device)
-    return TorchProcessGroup(state.process_index, state.num_processes, chosen)
+    return TorchProcessGroup(state.process_index, state.num_processes, chosen, state.device)
 
 
 def gather_rows(group: ProcessGroup, rows: torch.Tensor) -> list[torch.Tensor] | None:
