@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import demo
 from .data.synthetic import CATEGORIES
-from .inference.table_command import add_table_arguments, refuse_table_options, run_table, wants_table
+from .inference.table_command import add_table_arguments, check_overlay_run, run_table, wants_table
 from .serve import add_serve_parser
 
 DESCRIPTION = """\
@@ -100,9 +100,7 @@ def run_detect(args: argparse.Namespace) -> int:
 
     if wants_table(args):
         return run_table(args)
-    refuse_table_options(args)
-    if not args.images:
-        raise ValueError("give at least one image file (or --output results.csv to score folders, globs or lists)")
+    check_overlay_run(args)
     results = detect_images(
         args.model, args.images, args.class_name, output_dir=args.output, threshold=args.threshold, domain=args.domain
     )

@@ -96,7 +96,12 @@ def test_folders_globs_lists_and_datasets_name_each_image_once_in_a_fixed_order(
     paths = [str(image_folder / "good" / name) for name in ("000.png", "001.png")]
     datasets.Dataset.from_dict({"picture": paths}).cast_column("picture", datasets.Image()).save_to_disk(tmp_path / "ds")
     rows = collect_images(dataset=str(tmp_path / "ds"), image_column="picture")
+    assert [item.key for item in rows] == ["000.png", "001.png"]  # the file names the dataset stored
     assert [item.map_name for item in rows] == ["ds/00000000.png", "ds/00000001.png"]
+    datasets.Dataset.from_dict({"picture": paths[:1] * 2}).cast_column("picture", datasets.Image()).save_to_disk(tmp_path / "twice")
+    assert [item.key for item in collect_images(dataset=str(tmp_path / "twice"), image_column="picture")] == [
+        f"{tmp_path / 'twice'}#0", f"{tmp_path / 'twice'}#1",
+    ]  # stored names that repeat are no keys: the rows are numbered
     assert np.array_equal(np.asarray(rows[1].read()), np.asarray(Image.open(paths[1])))
 
 
@@ -113,6 +118,15 @@ def test_inputs_that_hold_no_image_are_named_in_the_error(tmp_path, image_folder
     datasets.Dataset.from_dict({"text": ["a"]}).save_to_disk(tmp_path / "ds")
     with pytest.raises(ValueError, match=r"has no column 'image'; its columns: \['text'\]"):
         collect_images(dataset=str(tmp_path / "ds"))
+
+
+def test_the_overlay_run_sends_folders_and_table_options_to_a_table(tmp_path, saved_model, image_folder, capsys):
+    assert main(["detect", "--model", str(saved_model), str(image_folder), "--class-name", "bottle",
+                 "--output", str(tmp_path / "overlays")]) == 1  # fmt: skip
+    assert "is a folder, list or pattern: score its images into a table with --output results.csv" in capsys.readouterr().err
+    assert main(["detect", "--model", str(saved_model), str(image_folder / "good" / "000.png"), "--class-name", "bottle",
+                 "--resume", "--output", str(tmp_path / "overlays")]) == 1  # fmt: skip
+    assert "--resume need a result table: pass --output results.csv" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------ the table
@@ -141,6 +155,18 @@ def test_a_table_holds_one_row_per_image_in_input_order_with_its_map(uninterrupt
     settings = json.loads(files.settings.read_text())
     assert settings["batch_size"] == BATCH_SIZE and settings["class_name"] == "bottle" and len(settings["model_sha256"]) == 64
     assert not files.parts()
+
+
+def test_a_dataset_is_scored_row_by_row_like_the_same_files(tmp_path, saved_model, image_folder, uninterrupted):
+    paths = [str(image_folder / "good" / name) for name in ("000.png", "001.png")]
+    datasets.Dataset.from_dict({"image": paths}).cast_column("image", datasets.Image()).save_to_disk(tmp_path / "ds")
+    table = tmp_path / "rows.jsonl"
+    assert detect(saved_model, "--from-dataset", str(tmp_path / "ds"), "--output", str(table)) == 0
+    rows = read_rows(table)[0]
+    assert [row.path for row in rows] == ["000.png", "001.png"]  # the file names the dataset stored
+    assert [row.map_file for row in rows] == ["rows_maps/ds/00000000.png", "rows_maps/ds/00000001.png"]
+    # The same pictures in the same batch as the folder's first batch: the same floats.
+    assert [row.score for row in rows] == [row.score for row in read_rows(uninterrupted.with_suffix(".jsonl"))[0][:2]]
 
 
 def test_a_table_is_not_written_over_and_resumes_only_with_the_same_settings(tmp_path, saved_model, image_folder, uninterrupted, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import sys
 
 from .table import TABLE_SUFFIXES
@@ -45,12 +46,20 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     table.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def refuse_table_options(args: argparse.Namespace) -> None:
-    """The overlay run takes none of the table's options: name those given and what they need."""
+def check_overlay_run(args: argparse.Namespace) -> None:
+    """The overlay run (--output a folder) takes image files and none of the table's options: name what needs
+    a table instead."""
+    from .sources import LIST_SUFFIXES
+
     given = [name for name, default in TABLE_OPTIONS.items() if getattr(args, name) != default]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise ValueError(f"{flags} need a result table: pass --output results.csv (or .jsonl) instead of a folder")
+    for image in args.images:
+        if image.is_dir() or image.suffix.lower() in LIST_SUFFIXES or glob.has_magic(str(image)):
+            raise ValueError(f"{image} is a folder, list or pattern: score its images into a table with --output results.csv")
+    if not args.images:
+        raise ValueError("give at least one image file (or --output results.csv to score folders, globs or lists)")
 
 
 def run_table(args: argparse.Namespace) -> int:
@@ -88,4 +97,4 @@ def run_table(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["TABLE_OPTIONS", "add_table_arguments", "refuse_table_options", "run_table", "wants_table"]
+__all__ = ["TABLE_OPTIONS", "add_table_arguments", "check_overlay_run", "run_table", "wants_table"]
