@@ -19,6 +19,7 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -86,27 +87,26 @@ def detect_to_table(
     """Score `items` with `detector` in batches of `batch_size` and write the table `output` (.csv or .jsonl).
 
     Args:
-        detector: scores one batch of pictures (all of one call form one model batch).
+        detector: scores one batch of pictures (the pictures of one call form one model batch).
         items: the images, in the order of the table.
         output: the table's name; both `.csv` and `.jsonl` are written, maps into `<name>_maps/`.
-        settings: what else fixes the numbers (class name, domain, threshold, batch size, backend): recorded
-            in `<name>.settings.json` and compared on resume.
+        settings: what else fixes the numbers (class name, domain, threshold, backend): recorded with the batch
+            size in `<name>.settings.json` and compared on resume.
         model_digest: the model's SHA-256 (`distributed.model_fingerprint`), recorded and compared likewise.
         resume: continue the table at `output`, scoring only images without a row.
         overwrite: delete the table at `output` first.
         write_maps: write each image's anomaly map as a PNG (else `map_file` is empty).
         processes: the processes of the run (`distributed.launched_processes()`); all must call this alike.
-        progress: show a progress bar (main process only), its total all images.
+        progress: show a progress bar (main process only) whose total is all images.
 
     Raises:
-        ValueError: the table exists and neither `resume` nor `overwrite` is set; resuming with other settings or another model than the table was written with;
-            processes that disagree on the model, settings, images or the rows already written.
+        ValueError: the table exists and neither `resume` nor `overwrite` is set; resuming with other settings
+            or another model than the table was written with; processes that disagree on the model, the
+            settings, the images or the rows already written.
     """
     group = processes or SingleProcess()
-    single = group.num_processes == 1
-    files = TableFiles(output)
     record = {**settings, "batch_size": batch_size, "model_sha256": model_digest}
-    if not single:
+    if group.num_processes > 1:
         require_agreement(group, {
             "model (config and weights)": model_digest,
             "settings (class, domain, threshold, batch size)": sequence_fingerprint([settings, batch_size]),
@@ -114,8 +114,47 @@ def detect_to_table(
                 relative_paths([item.key for item in items])
             ),
         })  # fmt: skip
+    files = TableFiles(output)
+    own_file, done = _open_table(files, group, record, resume, overwrite, write_maps)
+    batches = fixed_batches(range(len(items)), batch_size)
+    pending = [batch for batch in batches if any(items[index].key not in done for index in batch)]
+    share = shard_batches(pending, group.num_processes, group.rank)
+    already = sum(item.key in done for item in items)
+    bar = tqdm(total=len(items), initial=already, unit="img", desc="detect", disable=not (progress and group.is_main))
+    loader = DataLoader(_Pictures(items), batch_sampler=share, collate_fn=_as_list, num_workers=num_workers)
+    scored_here = 0
+    with RowWriter(own_file, files.csv if own_file == files.jsonl else None) as writer:
+        for batch in loader:
+            results = detector([picture for _, picture in batch])
+            rows = [
+                _row(items[index], result, files, write_maps)
+                for (index, _), result in zip(batch, results, strict=True)
+                if items[index].key not in done  # a batch partly written before a kill: only its missing rows
+            ]
+            writer.append(rows)
+            scored_here += len(rows)
+            # The other processes move at about this process's pace: count their rows as written too.
+            bar.update(min(len(rows) * group.num_processes, bar.total - bar.n))
+    images_per_rank = [int(count) for count in group.all_gather(torch.tensor([scored_here]))]
+    bar.update(bar.total - bar.n)
+    bar.close()
+    rows = _merge(files, items) if group.is_main else []
+    group.barrier()  # the merged table is complete before any process returns
+    return TableSummary(rows, images_per_rank, already, files)
+
+
+def _open_table(
+    files: TableFiles, group: ProcessGroup, record: Mapping[str, Any], resume: bool, overwrite: bool, write_maps: bool
+) -> tuple[Path, set[str]]:
+    """Check and prepare the table's files; return the file this process appends to and the keys already written.
+
+    Alone, a process appends to the table itself (cut back to whole rows first); in a sharded run each
+    process appends to its own part file. Every process then reads every rows file, and the processes
+    check that they read the same rows (which they do only when the output folder is shared).
+    """
     _check_existing(files, record, resume, overwrite)
     group.barrier()  # every process has checked before the main one changes anything
+    single = group.num_processes == 1
     if group.is_main:
         files.folder.mkdir(parents=True, exist_ok=True)
         if overwrite:
@@ -123,7 +162,7 @@ def detect_to_table(
         _write_settings(files, record)
         if write_maps:
             files.maps.mkdir(exist_ok=True)
-        if single and files.jsonl.exists():  # the table itself is appended to: cut it to whole rows
+        if single and files.jsonl.exists():
             write_table(files, truncate_to_rows(files.jsonl))
     own_file = files.jsonl if single else files.part(group.rank, group.num_processes)
     group.barrier()
@@ -137,32 +176,7 @@ def detect_to_table(
             "rows already written and part files present (with several machines, --output must be on a folder "
             "all of them share)": sequence_fingerprint([sorted(done), [path.name for path in files.parts()]]),
         })  # fmt: skip
-
-    batches = fixed_batches(range(len(items)), batch_size)
-    pending = [batch for batch in batches if any(items[index].key not in done for index in batch)]
-    share = shard_batches(pending, group.num_processes, group.rank)
-    already = sum(item.key in done for item in items)
-    bar = tqdm(total=len(items), initial=already, unit="img", desc="detect", disable=not (progress and group.is_main))
-    loader = DataLoader(_Pictures(items), batch_sampler=share, collate_fn=_as_list, num_workers=num_workers)
-    scored_here = 0
-    with RowWriter(own_file, files.csv if single else None) as writer:
-        for batch in loader:
-            results = detector([picture for _, picture in batch])
-            rows = [
-                _row(items[index], result, files, write_maps)
-                for (index, _), result in zip(batch, results, strict=True)
-                if items[index].key not in done
-            ]
-            writer.append(rows)
-            scored_here += len(rows)
-            # The other processes move at about this process's pace: count their rows as written too.
-            bar.update(min(len(rows) * group.num_processes, bar.total - bar.n))
-    images_per_rank = [int(count) for count in group.all_gather(torch.tensor([scored_here]))]
-    bar.update(bar.total - bar.n)
-    bar.close()
-    rows = _merge(files, items) if group.is_main else []
-    group.barrier()  # the merged table is complete before any process returns
-    return TableSummary(rows, images_per_rank, already, files)
+    return own_file, done
 
 
 def _check_existing(files: TableFiles, record: Mapping[str, Any], resume: bool, overwrite: bool) -> None:

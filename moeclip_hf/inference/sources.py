@@ -183,6 +183,7 @@ def _dataset_items(reference: str, split: str | None, image_column: str) -> list
         loaded = loaded[split]
     if image_column not in loaded.column_names:
         raise ValueError(f"{reference} has no column {image_column!r}; its columns: {loaded.column_names}. Name the image column with --image-column")
+    loaded = loaded.select_columns([image_column])  # a row read is then only its image
     if isinstance(loaded.features[image_column], datasets.Image):
         loaded = loaded.cast_column(image_column, datasets.Image(decode=False))
     # The column as Arrow (memory-mapped; the row order after any select): file names without the bytes.
