@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "moeclip_hf"
 
 #: Lowest first. Each entry is a module or a package (all its modules).
 LAYERS = (
-    ("moeclip_hf._lazy", "moeclip_hf.benchmarks", "moeclip_hf.image_io"),
+    ("moeclip_hf._lazy", "moeclip_hf.benchmarks", "moeclip_hf.image_io", "moeclip_hf.distributed"),
     ("moeclip_hf.configuration",),
     ("moeclip_hf.modeling",),
     ("moeclip_hf.data", "moeclip_hf.inference", "moeclip_hf.presets"),

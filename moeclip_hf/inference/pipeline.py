@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from transformers import Pipeline
 
+from ..benchmarks import DOMAINS
 from ..image_io import read_image
 from ..modeling.maps import probability_anomaly_map
 from ..modeling.prompts import CLASS_AGNOSTIC_DESCRIPTION, is_known_class
@@ -91,24 +92,26 @@ class ZeroShotAnomalyDetectionPipeline(Pipeline):
         elif not is_known_class(class_name):
             logger.info("Class %r is not a benchmark class: its name is used as the prompt description.", class_name)
         inputs = self.processor(images=picture, class_names=[class_name], dataset=dataset, return_tensors="pt")
-        inputs["original_size"] = torch.tensor([picture.height, picture.width])
+        inputs["original_size"] = torch.tensor([[picture.height, picture.width]])  # (1, 2): batches along dim 0
         return inputs
 
     def _forward(self, model_inputs: dict[str, Any], domain: str | None = None) -> dict[str, Any]:
         original_size = model_inputs.pop("original_size")
         outputs = self.model(**model_inputs, domain=domain)
+        # Every value has the batch first, so that a batched call (`batch_size` > 1) splits it per image.
+        domain_index = DOMAINS.index(domain or self.model.config.domain)
         return {
             "patch_logits": outputs.patch_logits,
             "anomaly_score": outputs.anomaly_score,
             "original_size": original_size,
-            "domain": domain or self.model.config.domain,
+            "domain_index": torch.full((outputs.patch_logits.shape[0],), domain_index),
         }
 
     def postprocess(self, model_outputs: dict[str, Any], threshold: float | None = None, output_format: str = "anomaly"):
         if threshold is None:
             threshold = float(self.model.config.anomaly_threshold)
         height, width = (int(side) for side in model_outputs["original_size"].reshape(-1)[:2])
-        config, domain = self.model.config, model_outputs["domain"]
+        config, domain = self.model.config, DOMAINS[int(model_outputs["domain_index"].reshape(-1)[0])]
         logits = model_outputs["patch_logits"].float()
         full_size = probability_anomaly_map(
             logits.reshape(1, -1, *logits.shape[-3:]),
