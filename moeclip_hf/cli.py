@@ -118,6 +118,10 @@ def add_evaluate_parser(subparsers) -> None:
     parser.add_argument("--classes", nargs="+", help="only these classes")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="moeclip", help="moeclip: the released benchmark "
                         "protocol (per-class min-max); probability: the single-image maps (default: %(default)s)")
+    parser.add_argument("--compatibility", choices=("paper", "released"), default=None,
+                        help="evaluate as the paper (cosine image score, METHOD.md's prompts, per-class min-max) or as "
+                        "the released test.py (dot-product image score, its prompts verbatim, min-max only outside "
+                        "[0, 1]); default: the model's own mode (a converted released model is in 'released')")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available)")
@@ -136,6 +140,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if len(roots) != len(args.dataset):
         raise ValueError("--data-root takes one folder, or one per --dataset")
     model, processor = _load_model(args.model)
+    if args.compatibility is not None:
+        model.config.apply_evaluation_compatibility(args.compatibility)
     model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     results = []
     for name, root in zip(args.dataset, roots):

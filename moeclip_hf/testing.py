@@ -6,7 +6,6 @@ Nothing here downloads anything. The tiny tokenizer is a real `CLIPTokenizer` ov
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -14,38 +13,17 @@ import torch
 from transformers import CLIPTokenizer
 
 from .configuration import MoECLIPConfig
+from .conversion.tokenizer import BOS_TOKEN, EOS_TOKEN, clip_tokenizer, clip_vocabulary
 from .modeling.modeling_moeclip import MoECLIPModel
 from .modeling.processing_moeclip import MoECLIPProcessor, clip_image_processor
 
-BOS_TOKEN = "<|startoftext|>"
-EOS_TOKEN = "<|endoftext|>"
 #: A few merges of frequent prompt fragments; a byte vocabulary needs none, they only shorten sequences.
 _MERGES = [("t", "h"), ("th", "e</w>"), ("e", "d</w>"), ("o", "f</w>"), ("a", "n")]
 
 
-@lru_cache(maxsize=1)
-def byte_to_unicode() -> dict[int, str]:
-    """CLIP's (GPT-2's) reversible map from bytes to printable unicode characters."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    characters = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            characters.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, (chr(code) for code in characters)))
-
-
 def tiny_tokenizer() -> CLIPTokenizer:
     """A working `CLIPTokenizer` built offline: 256 byte symbols, their word-final forms, a few merges."""
-    symbols = list(byte_to_unicode().values())
-    vocab: dict[str, int] = {}
-    for token in symbols + [symbol + "</w>" for symbol in symbols] + ["".join(merge) for merge in _MERGES]:
-        vocab.setdefault(token, len(vocab))
-    vocab[BOS_TOKEN] = len(vocab)
-    vocab[EOS_TOKEN] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=list(_MERGES), model_max_length=77)
+    return clip_tokenizer(clip_vocabulary(_MERGES), _MERGES)
 
 
 def tiny_config(**overrides: Any) -> MoECLIPConfig:
@@ -156,7 +134,6 @@ def save_tiny_model(folder: str | Path, seed: int = 0) -> Path:
 
 __all__ = [
     "BLOCK_PACKAGE_IMPORTS",
-    "byte_to_unicode",
     "demo_config",
     "randomize_moe",
     "save_tiny_model",

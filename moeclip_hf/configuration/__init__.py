@@ -1,5 +1,12 @@
 """Configuration of MoECLIP models."""
 
-from .configuration_moeclip import DOMAINS, MoECLIPConfig
+from .configuration_moeclip import (
+    COMPATIBILITY_FIELDS,
+    COMPATIBILITY_MODES,
+    DOMAINS,
+    EVALUATION_FIELDS,
+    RELEASED_HIDDEN_ACT,
+    MoECLIPConfig,
+)
 
-__all__ = ["DOMAINS", "MoECLIPConfig"]
+__all__ = ["COMPATIBILITY_FIELDS", "COMPATIBILITY_MODES", "DOMAINS", "EVALUATION_FIELDS", "MoECLIPConfig", "RELEASED_HIDDEN_ACT"]

@@ -8,7 +8,10 @@ processor exactly; everything after it runs on tensors with kornia.
 
 Augmentation (METHOD.md, "Losses and training"): rotation up to 30 degrees, translation up to 15 %,
 horizontal and vertical flips, each with probability 0.5 and applied to image and mask alike; a
-brightness/contrast/saturation jitter of 0.5 on the image only.
+brightness/contrast/saturation jitter of 0.5 on the image only. The released code's training runs the
+geometric steps on the normalised image with nearest interpolation (so the fill is the mean colour) and
+never the jitter: ``JointAugmentation(color_jitter=False, interpolation="nearest")`` inside
+``ClipPreprocess(..., augment_after_normalization=True)``.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ class JointAugmentation:
 
     Geometric steps (rotation, translation, flips) move image and mask together; the mask is
     resampled with nearest neighbour so it stays binary. Rotation and translation are one affine
-    warp (one interpolation, zero fill outside the image). Colour jitter touches the image only,
+    warp (one interpolation, zero fill outside the image: black on [0, 1] pixels, the mean colour on
+    CLIP-normalised ones). Colour jitter touches the image only,
     with torchvision's definitions (brightness scales, contrast and saturation blend with the
     grayscale mean / grayscale image), factors drawn from [1 - j, 1 + j], applied in that order.
 
@@ -77,7 +81,10 @@ class JointAugmentation:
         translation: largest shift as a fraction of the side (METHOD.md: 0.15).
         brightness, contrast, saturation: jitter strengths (METHOD.md: 0.5 each).
         p: probability of each geometric step (METHOD.md: 0.5).
-        color_p: probability of the colour jitter (METHOD.md: 0.5; the released code uses 0.7).
+        color_p: probability of the colour jitter (METHOD.md: 0.5; the released code defines 0.7).
+        color_jitter: False never jitters (the released code's training, which defines but skips it).
+        interpolation: resampling of the image in the warp: "bilinear" (METHOD.md) or "nearest" (the
+            released code).
         generator: a ``torch.Generator`` or an int seed for reproducible draws. Leave it None in
             DataLoader workers: torch seeds its global generator per worker, whereas one
             generator object would be copied into every worker and repeat the same draws.
@@ -92,8 +99,12 @@ class JointAugmentation:
         saturation: float = 0.5,
         p: float = 0.5,
         color_p: float = 0.5,
+        color_jitter: bool = True,
+        interpolation: str = "bilinear",
         generator: torch.Generator | int | None = None,
     ) -> None:
+        if interpolation not in ("bilinear", "nearest"):
+            raise ValueError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
         for name, value in (("p", p), ("color_p", color_p), ("translation", translation)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
@@ -105,6 +116,8 @@ class JointAugmentation:
         self.jitter = (float(brightness), float(contrast), float(saturation))
         self.p = float(p)
         self.color_p = float(color_p)
+        self.color_jitter = bool(color_jitter)
+        self.interpolation = interpolation
         if isinstance(generator, int):
             generator = torch.Generator().manual_seed(generator)
         self.generator = generator
@@ -116,7 +129,8 @@ class JointAugmentation:
         if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
             raise ValueError(f"image {tuple(image.shape)} and mask {tuple(mask.shape)} do not match")
         images, masks = self._geometric(images, masks.float())
-        images = self._color(images)
+        if self.color_jitter:
+            images = self._color(images)
         return (images, masks) if batched else (images.squeeze(0), masks.squeeze(0))
 
     def _rand(self, *shape: int, device: torch.device) -> torch.Tensor:
@@ -146,8 +160,8 @@ class JointAugmentation:
             matrix[..., 2] += shift[warp]
             images, masks = images.clone(), masks.clone()
             images[warp] = kornia.geometry.transform.warp_affine(
-                images[warp], matrix, (height, width), mode="bilinear", padding_mode="zeros"
-            ).clamp_(0.0, 1.0)
+                images[warp], matrix, (height, width), mode=self.interpolation, padding_mode="zeros"
+            )
             masks[warp] = kornia.geometry.transform.warp_affine(
                 masks[warp], matrix, (height, width), mode="nearest", padding_mode="zeros"
             )
@@ -177,19 +191,26 @@ class ClipPreprocess:
 
     ``pixel_values`` is float32 (3, S, S), CLIP-normalised; ``mask`` is float32 (1, S, S) of 0/1,
     all zeros for a sample without mask (a normal image). With `augmentation`, the pair is
-    augmented between resizing and normalisation, i.e. on [0, 1] pixels as in the released code.
+    augmented between resizing and normalisation, i.e. on [0, 1] pixels (METHOD.md), or after the
+    normalisation with `augment_after_normalization` (the released code's training).
     """
 
-    def __init__(self, image_size: int, augmentation: JointAugmentation | None = None) -> None:
+    def __init__(
+        self, image_size: int, augmentation: JointAugmentation | None = None, augment_after_normalization: bool = False
+    ) -> None:
         self.image_size = _check_size(image_size)
         self.augmentation = augmentation
+        self.augment_after_normalization = augment_after_normalization
 
     def __call__(self, image: Image.Image, mask: Image.Image | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = image_to_unit_tensor(image, self.image_size)
         mask_tensor = preprocess_mask(mask, self.image_size)
-        if self.augmentation is not None:
+        if self.augmentation is not None and not self.augment_after_normalization:
             pixels, mask_tensor = self.augmentation(pixels, mask_tensor)
-        return normalize_pixels(pixels), mask_tensor
+        pixels = normalize_pixels(pixels)
+        if self.augmentation is not None and self.augment_after_normalization:
+            pixels, mask_tensor = self.augmentation(pixels, mask_tensor)
+        return pixels, mask_tensor
 
 
 class ExampleTransform:

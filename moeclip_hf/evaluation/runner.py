@@ -3,7 +3,8 @@
 Two protocols (METHOD.md, "Outputs"):
 
 - `"moeclip"`, the released benchmark protocol: per (layer, scale) the map (z_A + 1 - z_N) / 2, blurred and
-  summed; the summed maps min-max normalised over all images of the class; image score
+  summed; the summed maps min-max normalised over all images of the class (with the model's
+  `protocol_normalization="outside_unit_range"`, only when they leave [0, 1], as the released code does); image score
   w * max(map) + (1 - w) * (cos_A + 1) / 2 with w = 0.5 (industrial) or 1 (medical). It uses test-set
   statistics, so it serves benchmark numbers only.
 - `"probability"`, the single-image definition the pipeline and CLI use: the model's own `anomaly_map`
@@ -138,7 +139,7 @@ def evaluate_dataset(
     bar = tqdm(total=len(dataset), desc=f"{dataset_name} ({protocol})", unit="img", disable=not progress)
     results: dict[str, dict[str, float | None]] = {}
     for class_name, indices in groups.items():
-        prompts = processor.tokenize_prompts([class_name], dataset=dataset_name)
+        prompts = processor.tokenize_prompts([class_name], dataset_name, config.class_descriptions)
         text = model.encode_prompts(prompts["prompt_input_ids"].to(device), prompts["prompt_attention_mask"].to(device))
         accumulator = ClassMetricAccumulator(expected_num_images=len(indices))
         loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, collate_fn=_collate, num_workers=num_workers)
@@ -153,7 +154,11 @@ def evaluate_dataset(
             accumulator.update(scores.cpu(), batch["label"], maps.cpu(), batch["mask"][:, 0] > 0.5)
             bar.update(pixel_values.shape[0])
         if protocol == "moeclip":
-            results[class_name] = accumulator.compute(normalize_maps=True, score_fusion_weight=config.score_fusion_weights[domain])
+            results[class_name] = accumulator.compute(
+                normalize_maps=True,
+                score_fusion_weight=config.score_fusion_weights[domain],
+                normalize_only_outside_unit_range=config.protocol_normalization == "outside_unit_range",
+            )
         else:
             results[class_name] = accumulator.compute()
     bar.close()

@@ -41,12 +41,15 @@ class MoECLIPProcessor(ProcessorMixin):
         class_names: str | Sequence[str] | None = None,
         dataset: str | None = None,
         return_tensors: str = "pt",
+        class_descriptions: str = "paper",
         **kwargs,
     ) -> BatchFeature:
         """Preprocess `images` and tokenize the prompts of `class_names` (one per image, or one for all).
 
-        Class names are turned into their benchmark description when known (`dataset` disambiguates),
-        otherwise used as written; an empty name falls back to "object". PIL images of any mode are first
+        Class names are turned into their benchmark description when known (`dataset` disambiguates;
+        `class_descriptions` picks the "paper" or "released" wording, as the model's
+        `config.class_descriptions` says), otherwise used as written; an empty name falls back to "object".
+        PIL images of any mode are first
         converted to RGB as the data pipeline converts them (`moeclip_hf.modeling.image_conversion.to_rgb`: 16-bit
         grayscale stretched by its own range, transparency composited onto white).
         """
@@ -68,17 +71,19 @@ class MoECLIPProcessor(ProcessorMixin):
                 names = names * num_images
             if num_images is not None and len(names) != num_images:
                 raise ValueError(f"class_names has {len(names)} entries for {num_images} images: give one, or one per image.")
-            data.update(self.tokenize_prompts(names, dataset))
+            data.update(self.tokenize_prompts(names, dataset, class_descriptions))
         return BatchFeature(data=data, tensor_type=return_tensors)
 
-    def tokenize_prompts(self, class_names: Sequence[str], dataset: str | None = None) -> dict[str, torch.Tensor]:
+    def tokenize_prompts(
+        self, class_names: Sequence[str], dataset: str | None = None, class_descriptions: str = "paper"
+    ) -> dict[str, torch.Tensor]:
         """Prompt ids (N, P, L) and mask for N class names; each set holds the normal then the abnormal sentences."""
         if not class_names:
             raise ValueError("class_names is empty: give one class name, or one per image.")
         for name in class_names:
             if not isinstance(name, str):
                 raise ValueError(f"class names must be strings; got {type(name).__name__}.")
-        sentence_sets = [self.prompt_sentences(name, dataset) for name in class_names]
+        sentence_sets = [self.prompt_sentences(name, dataset, class_descriptions) for name in class_names]
         flat = [sentence for sentences in sentence_sets for sentence in sentences]
         encoded = self.tokenizer(
             flat, padding=True, truncation=True, max_length=MAX_PROMPT_LENGTH, return_tensors="pt"
@@ -90,9 +95,9 @@ class MoECLIPProcessor(ProcessorMixin):
         }
 
     @staticmethod
-    def prompt_sentences(class_name: str, dataset: str | None = None) -> list[str]:
+    def prompt_sentences(class_name: str, dataset: str | None = None, class_descriptions: str = "paper") -> list[str]:
         """The normal then abnormal sentences of a class (METHOD.md, "Text side")."""
-        normal, abnormal = prompt_sentences(describe(class_name, dataset))
+        normal, abnormal = prompt_sentences(describe(class_name, dataset, class_descriptions))
         return normal + abnormal
 
     @property

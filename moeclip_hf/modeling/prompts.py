@@ -90,8 +90,28 @@ CLASS_DESCRIPTIONS: dict[str, dict[str, str]] = {
     "endo": {"endo": "polyp"},
 }
 
-_DESCRIPTION_BY_CLASS: dict[str, str] = {
-    name: description for table in CLASS_DESCRIPTIONS.values() for name, description in table.items()
+#: Where the released code's class descriptions differ from the table above (METHOD.md, "What the released code
+#: actually runs"), verbatim, typo included: `MoECLIPConfig(class_descriptions="released")` prompts with these.
+RELEASED_DESCRIPTION_CHANGES: dict[str, dict[str, str]] = {
+    "mvtec": {"capsule": "black asd orange capsule"},
+    "btad": {
+        "01": "Bright concentric rings in neon yellow and blue tones against a dark blue background, resembling a "
+        "stylized wave or energy field radiating outward."
+    },
+}
+
+#: The description sets a prompt can use: "paper" (`CLASS_DESCRIPTIONS`) or "released" (with the changes above).
+DESCRIPTION_SETS: dict[str, dict[str, dict[str, str]]] = {
+    "paper": CLASS_DESCRIPTIONS,
+    "released": {
+        dataset: {**table, **RELEASED_DESCRIPTION_CHANGES.get(dataset, {})} for dataset, table in CLASS_DESCRIPTIONS.items()
+    },
+}
+
+#: Per description set, class name -> description over all benchmarks (for calls without a dataset).
+_DESCRIPTION_BY_CLASS: dict[str, dict[str, str]] = {
+    name: {class_name: description for table in tables.values() for class_name, description in table.items()}
+    for name, tables in DESCRIPTION_SETS.items()
 }
 
 
@@ -107,30 +127,34 @@ def dataset_domain(dataset: str) -> str:
     )
 
 
-def describe(class_name: str, dataset: str | None = None) -> str:
+def describe(class_name: str, dataset: str | None = None, descriptions: str = "paper") -> str:
     """The prompt description of `class_name`.
 
-    Known benchmark classes get their released description (DTD-Synthetic classes such as
-    `Woven_001` map to their texture family); any other name is used as written, which is what
-    lets users type free text such as "brain scan". An empty name falls back to "object".
+    Known benchmark classes get their benchmark description (DTD-Synthetic classes such as
+    `Woven_001` map to their texture family), from the `descriptions` set: "paper" (METHOD.md's table)
+    or "released" (the released code's strings verbatim, `RELEASED_DESCRIPTION_CHANGES`). Any other name
+    is used as written, which is what lets users type free text such as "brain scan". An empty name
+    falls back to "object".
     """
+    if descriptions not in DESCRIPTION_SETS:
+        raise ValueError(f"descriptions must be one of {sorted(DESCRIPTION_SETS)}; got {descriptions!r}.")
     name = class_name.strip()
     if not name:
         return CLASS_AGNOSTIC_DESCRIPTION
     if dataset is not None:
-        table = CLASS_DESCRIPTIONS.get(dataset.lower(), {})
+        table = DESCRIPTION_SETS[descriptions].get(dataset.lower(), {})
         if name in table:
             return table[name]
         if dataset.lower() == "dtd":
             family = name.split("_", 1)[0]
             if family in _DTD_FAMILIES:
                 return family
-    return _DESCRIPTION_BY_CLASS.get(name, name.replace("_", " "))
+    return _DESCRIPTION_BY_CLASS[descriptions].get(name, name.replace("_", " "))
 
 
 def is_known_class(class_name: str) -> bool:
     """Whether `class_name` is one of the 14 benchmarks' classes (others fall back to their own name)."""
-    return class_name.strip() in _DESCRIPTION_BY_CLASS
+    return class_name.strip() in _DESCRIPTION_BY_CLASS["paper"]
 
 
 def prompt_sentences(description: str) -> tuple[list[str], list[str]]:

@@ -38,11 +38,13 @@ from transformers import AutoTokenizer
 from ..data.loading import load_benchmark
 from ..data.synthetic import generate_splits
 from ..data.transforms import ClipPreprocess, JointAugmentation
+from ..configuration import MoECLIPConfig
 from ..modeling.modeling_moeclip import MoECLIPModel
 from ..modeling.moe_lora import MoELoraLayer
 from ..modeling.processing_moeclip import MoECLIPProcessor, clip_image_processor
 from ..testing import tiny_config, tiny_processor
 from .arguments import (
+    LEARNING_RATES,
     TINY_CLIP,
     DataArguments,
     ModelArguments,
@@ -237,14 +239,26 @@ class TrainingSamples(torch.utils.data.Dataset):
     """Benchmark rows (decoded images and masks) as model inputs, augmented as a function of (seed, epoch, index).
 
     Indexed by the `(epoch, index)` keys of `EpochShuffleSampler`. Preprocessing is that of
-    `moeclip_hf.data.transforms.ClipPreprocess`: the augmentation runs on [0, 1] pixels before normalisation.
+    `moeclip_hf.data.transforms.ClipPreprocess`; the augmentation follows the model's config: on [0, 1] pixels
+    with colour jitter (the paper), or without jitter on the normalised image with nearest interpolation
+    (`color_jitter=False`, `augment_after_normalization=True`: the released code).
     """
 
-    def __init__(self, rows: Dataset, image_size: int, augment: bool, seed: int) -> None:
+    def __init__(
+        self,
+        rows: Dataset,
+        image_size: int,
+        augment: bool,
+        seed: int,
+        color_jitter: bool = True,
+        augment_after_normalization: bool = False,
+    ) -> None:
         self.rows = rows
         self.image_size = image_size
         self.augment = augment
         self.seed = seed
+        self.color_jitter = color_jitter
+        self.augment_after_normalization = augment_after_normalization
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -253,8 +267,15 @@ class TrainingSamples(torch.utils.data.Dataset):
         epoch, index = key
         try:
             row = self.rows[index]
-            augmentation = JointAugmentation(generator=derived_seed(self.seed, epoch, index)) if self.augment else None
-            pixel_values, mask = ClipPreprocess(self.image_size, augmentation)(row["image"], row["mask"])
+            augmentation = None
+            if self.augment:
+                augmentation = JointAugmentation(
+                    color_jitter=self.color_jitter,
+                    interpolation="nearest" if self.augment_after_normalization else "bilinear",
+                    generator=derived_seed(self.seed, epoch, index),
+                )
+            preprocess = ClipPreprocess(self.image_size, augmentation, self.augment_after_normalization)
+            pixel_values, mask = preprocess(row["image"], row["mask"])
         except ValueError as error:
             raise TrainingDataError(str(error)) from error
         return {"pixel_values": pixel_values, "mask": mask, "label": row["label"], "class_name": row["class_name"]}
@@ -322,13 +343,22 @@ def load_training_rows(data_args: DataArguments, output_dir: Path, accelerator: 
 def make_dataloader(
     rows: Dataset,
     class_names: Sequence[str],
-    image_size: int,
+    config: MoECLIPConfig,
     data_args: DataArguments,
     training_args: TrainingArguments,
 ) -> DataLoader:
-    """The (unprepared) training DataLoader: seeded epoch shuffling, per-sample seeded augmentation."""
+    """The (unprepared) training DataLoader: seeded epoch shuffling, per-sample seeded augmentation at the
+    model's image size, as its config asks (`color_jitter`, `augment_after_normalization`)."""
+    samples = TrainingSamples(
+        rows,
+        config.image_size,
+        data_args.augment,
+        training_args.seed,
+        color_jitter=config.color_jitter,
+        augment_after_normalization=config.augment_after_normalization,
+    )
     return DataLoader(
-        TrainingSamples(rows, image_size, data_args.augment, training_args.seed),
+        samples,
         batch_size=training_args.batch_size,
         sampler=EpochShuffleSampler(len(rows), training_args.seed),
         collate_fn=TrainingCollator(class_names),
@@ -363,7 +393,7 @@ class ClassPrompts:
         dataset: str,
         device: torch.device,
     ) -> ClassPrompts:
-        tokens = processor.tokenize_prompts(list(class_names), dataset)
+        tokens = processor.tokenize_prompts(list(class_names), dataset, model.config.class_descriptions)
         input_ids = tokens["prompt_input_ids"].to(device)
         attention_mask = tokens["prompt_attention_mask"].to(device)
         was_training = model.training
@@ -450,8 +480,10 @@ class LossMeter:
 
 
 def loss_parts(outputs) -> torch.Tensor:
-    """The loss parts of a training forward as one detached vector, in `LOSS_NAMES` order."""
-    return torch.stack([getattr(outputs, name).detach().float() for name in LOSS_NAMES])
+    """The loss parts of a training forward as one detached vector, in `LOSS_NAMES` order; a part the forward
+    did not compute (the auxiliary losses of a model trained in evaluation mode) counts as 0."""
+    zero = outputs.loss.new_zeros(())
+    return torch.stack([(getattr(outputs, name) if getattr(outputs, name) is not None else zero).detach().float() for name in LOSS_NAMES])
 
 
 # ---------------------------------------------------------------------------------------------------- train
@@ -540,13 +572,13 @@ def prepare_run(
     model, processor = build_model_and_processor(model_args)
     if training_args.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    model.train()
+    # The released code trains in evaluation mode throughout: no ETF or balance loss, no LoRA dropout.
+    model.train(not model.config.train_in_eval_mode)
     class_names = sorted(rows.unique("class_name"))
-    dataloader = make_dataloader(rows, class_names, model.config.image_size, data_args, training_args)
+    dataloader = make_dataloader(rows, class_names, model.config, data_args, training_args)
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.Adam(
-        parameters, lr=training_args.learning_rate, betas=(training_args.adam_beta1, training_args.adam_beta2)
-    )
+    learning_rate = training_args.learning_rate or LEARNING_RATES[model.config.compatibility]
+    optimizer = torch.optim.Adam(parameters, lr=learning_rate, betas=(training_args.adam_beta1, training_args.adam_beta2))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, training_args.lr_milestones, training_args.lr_gamma)
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
     register_model_state_hooks(accelerator, processor)

@@ -1,0 +1,307 @@
+"""The authors' released MoECLIP checkpoints, to and from moeclip-hf models.
+
+A user of the released code holds OpenAI's CLIP file (`ViT-L-14-336px.pt`) and the checkpoints its `train.py`
+writes, `moe_epoch_N.pth`: `{"epoch", "optimizer_state_dict", "text_adapter", "image_adapter"}`, where
+
+- `image_adapter` holds, for the i-th MoE layer, `moe_adapters.{i}.gate.weight` (K, d), the router, and per
+  expert n `moe_adapters.{i}.experts.{n}.lora_A.weight` (r, d), the FOFS A_n, and `...lora_B.weight` (d, r);
+  `seg_proj.{i}.fc.weight` (e, d), the segmentation projection of the i-th feature layer; and the image head
+  `det_proj.ln.{weight,bias}` (d), `det_proj.adapter.0.weight` (d, 1, kernel), the depth-wise convolution, and
+  `det_proj.adapter.2.weight` (e, d, 1), the point-wise one;
+- `text_adapter` holds `0.fc.0.weight` (e, d_t), the linear that replaces CLIP's text projection.
+
+`convert_released` maps them into a `MoECLIPModel` with `compatibility="released"` (the A matrices are taken
+from the file, never drawn again; the optimiser state is ignored) and `export_released` writes such a file
+back from a model, for the released `test.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..modeling.modeling_moeclip import MoECLIPModel
+from ..modeling.moe_lora.layer import feature_chunks
+from ..modeling.processing_moeclip import MoECLIPProcessor, clip_image_processor
+from .files import load_weights_file, tensor_dict
+from .tokenizer import load_clip_tokenizer
+
+#: The released `test.py` defaults (METHOD.md): MoE after encoder layers 6, 12, 18, 24 (1-based), which also feed
+#: the heads; K = 4 experts, top-2, rank 8, alpha 16.
+RELEASED_MOE_LAYERS = (6, 12, 18, 24)
+RELEASED_NUM_EXPERTS, RELEASED_TOP_K, RELEASED_RANK, RELEASED_LORA_ALPHA = 4, 2, 8, 16
+#: The text adapter's single weight in `text_adapter`.
+TEXT_ADAPTER_KEY = "0.fc.0.weight"
+_EXPERT_KEY = re.compile(r"^moe_adapters\.(\d+)\.experts\.(\d+)\.lora_A\.weight$")
+_LAYER_KEY = re.compile(r"^moe_adapters\.(\d+)\.")
+
+
+def read_released_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The `image_adapter` and `text_adapter` state dicts of a released checkpoint (the optimiser state is ignored)."""
+    path = Path(path)
+    checkpoint = load_weights_file(path)
+    if not isinstance(checkpoint, dict) or not {"image_adapter", "text_adapter"} <= set(checkpoint):
+        found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(
+            f"{path} is not a released MoECLIP checkpoint: it should be a dict with 'image_adapter' and "
+            f"'text_adapter' (as moe_epoch_N.pth is); found {found}."
+        )
+    return (
+        tensor_dict(checkpoint["image_adapter"], path, "image_adapter"),
+        tensor_dict(checkpoint["text_adapter"], path, "text_adapter"),
+    )
+
+
+def check_released_structure(
+    image_adapter: dict[str, torch.Tensor], path: Path, num_layers: int, num_experts: int, rank: int
+) -> None:
+    """Compare the number of MoE layers, experts and the rank in a checkpoint with the asked-for ones.
+
+    Run before the CLIP model is built, so a mismatch fails at once with the option that fixes it.
+    """
+    layers = sorted({int(match.group(1)) for key in image_adapter if (match := _LAYER_KEY.match(key))})
+    if len(layers) != num_layers:
+        raise ValueError(
+            f"{path} holds {len(layers)} MoE layers (moe_adapters.{{{','.join(map(str, layers))}}}) but the "
+            f"configuration places {num_layers}: pass {len(layers)} layers with --moe-layers (moe_layers=...)."
+        )
+    experts = {}
+    for key, tensor in image_adapter.items():
+        if match := _EXPERT_KEY.match(key):
+            experts.setdefault(int(match.group(1)), set()).add(int(match.group(2)))
+            if tensor.ndim != 2 or tensor.shape[0] != rank:
+                raise ValueError(
+                    f"{path}: {key} has shape {tuple(tensor.shape)}, i.e. experts of rank {tensor.shape[0]}, but the "
+                    f"configuration has r={rank}: pass --r {tensor.shape[0]} (r=...)."
+                )
+    counts = sorted({len(found) for found in experts.values()})
+    if counts == [num_experts] and any(found != set(range(num_experts)) for found in experts.values()):
+        raise ValueError(f"{path}: the experts of a MoE layer are not numbered 0..{num_experts - 1}: {sorted(experts.items())}.")
+    if counts != [num_experts]:
+        raise ValueError(
+            f"{path} holds {'/'.join(map(str, counts)) or 'no'} experts per MoE layer but the configuration has "
+            f"num_experts={num_experts}: pass --num-experts {counts[0] if len(counts) == 1 else '...'} (num_experts=...)."
+        )
+
+
+def released_shapes(model: MoECLIPModel) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+    """The keys and shapes of `image_adapter` and `text_adapter` that a model of this configuration maps to."""
+    config = model.config
+    hidden, embed = config.vision_config.hidden_size, config.projection_dim
+    moe = config.moe
+    image = {}
+    for index in range(len(config.moe["layers"])):
+        image[f"moe_adapters.{index}.gate.weight"] = (moe["num_experts"], hidden)
+        for expert in range(moe["num_experts"]):
+            image[f"moe_adapters.{index}.experts.{expert}.lora_A.weight"] = (moe["r"], hidden)
+            image[f"moe_adapters.{index}.experts.{expert}.lora_B.weight"] = (hidden, moe["r"])
+    for index in range(len(config.feature_layers)):
+        image[f"seg_proj.{index}.fc.weight"] = (embed, hidden)
+    image["det_proj.ln.weight"] = image["det_proj.ln.bias"] = (hidden,)
+    image["det_proj.adapter.0.weight"] = (hidden, 1, config.adapter_kernel_size)
+    image["det_proj.adapter.2.weight"] = (embed, hidden, 1)
+    text = {TEXT_ADAPTER_KEY: (embed, config.text_config.hidden_size)}
+    return image, text
+
+
+def _check_against(found: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], path: Path, what: str) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{path}: {what} does not fit the configuration: missing {missing[:8]}, unexpected {unexpected[:8]}.")
+    for key, shape in expected.items():
+        if tuple(found[key].shape) != shape:
+            raise ValueError(
+                f"{path}: {what}[{key!r}] has shape {tuple(found[key].shape)} but this configuration and CLIP file "
+                f"need {shape}: was the checkpoint trained on another CLIP or with other settings?"
+            )
+
+
+def _moe_layer_names(model: MoECLIPModel) -> list[str]:
+    return [f"vision_model.encoder.layers.{layer - 1}" for layer in model.config.moe["layers"]]
+
+
+def is_fofs(matrices: torch.Tensor, tolerance: float = 1e-4) -> bool:
+    """Whether (K, r, d) A matrices have the FOFS structure of Eq. 6: A_n zero outside the n-th contiguous feature
+    chunk, with orthonormal rows there."""
+    num_experts, rank, hidden = matrices.shape
+    for expert, (start, end) in enumerate(feature_chunks(hidden, num_experts)):
+        inside = matrices[expert, :, start:end].double()
+        outside = torch.cat([matrices[expert, :, :start], matrices[expert, :, end:]], dim=-1)
+        if outside.numel() and outside.abs().max() > tolerance:
+            return False
+        if (inside @ inside.T - torch.eye(rank, dtype=torch.float64)).abs().max() > tolerance:
+            return False
+    return True
+
+
+def released_fofs(image_adapter: dict[str, torch.Tensor], num_layers: int, num_experts: int) -> bool:
+    """Whether every MoE layer's A matrices in a checkpoint are FOFS (else they were trained: FOFS off)."""
+    return all(
+        is_fofs(torch.stack([image_adapter[f"moe_adapters.{index}.experts.{n}.lora_A.weight"] for n in range(num_experts)]))
+        for index in range(num_layers)
+    )
+
+
+def released_to_state_dict(
+    model: MoECLIPModel, image_adapter: dict[str, torch.Tensor], text_adapter: dict[str, torch.Tensor], path: Path
+) -> dict[str, torch.Tensor]:
+    """The checkpoint's adapters as `model` state-dict entries, every key and shape checked against its config."""
+    image_shapes, text_shapes = released_shapes(model)
+    _check_against(image_adapter, image_shapes, path, "image_adapter")
+    _check_against(text_adapter, text_shapes, path, "text_adapter")
+    num_experts = model.config.moe["num_experts"]
+    a_name = "moe_fofs_A" if model.config.moe["use_fofs"] else "moe_lora_A"
+    state = {}
+    for index, layer in enumerate(_moe_layer_names(model)):
+        experts = f"moe_adapters.{index}.experts"
+        state[f"{layer}.moe_router.default.weight"] = image_adapter[f"moe_adapters.{index}.gate.weight"]
+        state[f"{layer}.{a_name}.default"] = torch.stack([image_adapter[f"{experts}.{n}.lora_A.weight"] for n in range(num_experts)])
+        state[f"{layer}.moe_lora_B.default"] = torch.stack([image_adapter[f"{experts}.{n}.lora_B.weight"] for n in range(num_experts)])
+    for index in range(len(model.config.feature_layers)):
+        state[f"segmentation_projections.{index}.weight"] = image_adapter[f"seg_proj.{index}.fc.weight"]
+    state["image_head.layer_norm.weight"] = image_adapter["det_proj.ln.weight"]
+    state["image_head.layer_norm.bias"] = image_adapter["det_proj.ln.bias"]
+    state["image_head.depthwise.weight"] = image_adapter["det_proj.adapter.0.weight"]
+    state["image_head.pointwise.weight"] = image_adapter["det_proj.adapter.2.weight"]
+    state["text_projection.weight"] = text_adapter[TEXT_ADAPTER_KEY]
+    return state
+
+
+def state_dict_to_released(model: MoECLIPModel) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The inverse of `released_to_state_dict`: a model's adapters as `image_adapter` and `text_adapter`."""
+    state = model.state_dict()
+    a_name = "moe_fofs_A" if model.config.moe["use_fofs"] else "moe_lora_A"
+    image = {}
+    for index, layer in enumerate(_moe_layer_names(model)):
+        image[f"moe_adapters.{index}.gate.weight"] = state[f"{layer}.moe_router.default.weight"]
+        lora_a, lora_b = state[f"{layer}.{a_name}.default"], state[f"{layer}.moe_lora_B.default"]
+        for expert in range(model.config.moe["num_experts"]):
+            image[f"moe_adapters.{index}.experts.{expert}.lora_A.weight"] = lora_a[expert]
+            image[f"moe_adapters.{index}.experts.{expert}.lora_B.weight"] = lora_b[expert]
+    for index in range(len(model.config.feature_layers)):
+        image[f"seg_proj.{index}.fc.weight"] = state[f"segmentation_projections.{index}.weight"]
+    image["det_proj.ln.weight"] = state["image_head.layer_norm.weight"]
+    image["det_proj.ln.bias"] = state["image_head.layer_norm.bias"]
+    image["det_proj.adapter.0.weight"] = state["image_head.depthwise.weight"]
+    image["det_proj.adapter.2.weight"] = state["image_head.pointwise.weight"]
+    text = {TEXT_ADAPTER_KEY: state["text_projection.weight"]}
+    # Own storage per tensor: torch.save would otherwise write a whole stacked expert tensor for each slice.
+    contiguous = lambda tensors: {key: tensor.detach().float().clone().contiguous() for key, tensor in tensors.items()}  # noqa: E731
+    return contiguous(image), contiguous(text)
+
+
+def convert_released(
+    checkpoint: str | Path,
+    clip: str | Path,
+    output: str | Path | None = None,
+    image_size: int = 518,
+    tokenizer: str | Path | None = None,
+    moe_layers: Sequence[int] = RELEASED_MOE_LAYERS,
+    num_experts: int = RELEASED_NUM_EXPERTS,
+    top_k: int = RELEASED_TOP_K,
+    r: int = RELEASED_RANK,
+    lora_alpha: int = RELEASED_LORA_ALPHA,
+    segmentation_leaky_relu: bool = False,
+    domain: str = "industrial",
+) -> tuple[MoECLIPModel, MoECLIPProcessor]:
+    """A released checkpoint and its CLIP file as a `MoECLIPModel` in `compatibility="released"`, with its processor.
+
+    Args:
+        checkpoint: the released `moe_epoch_N.pth` (read with `torch.load(weights_only=True)`).
+        clip: the CLIP file it was trained on (`ViT-L-14-336px.pt`; see `MoECLIPModel.from_open_clip`).
+        output: if given, the model and processor are saved there (`save_pretrained`), ready for
+            `from_pretrained`, the pipeline, `moeclip evaluate`, `export` and `serve`.
+        image_size: the input size; the position embeddings are resized once to it (the released default is 518).
+        tokenizer: CLIP's tokenizer for the processor (`load_clip_tokenizer`: a BPE file, folder or Hub id).
+        moe_layers, num_experts, top_k, r, lora_alpha: the released run's MoE settings (its `test.py` defaults);
+            the MoE layers also feed the heads, as in the released code. Every shape is checked against them.
+        segmentation_leaky_relu: the released option of a LeakyReLU after the segmentation projections.
+        domain: "industrial" or "medical", the default blur and score fusion.
+
+    Raises:
+        ValueError: naming the file and the mismatch, for a file that is not a released checkpoint (or not a ViT
+            CLIP), or whose layers, experts, rank or widths differ from the configuration.
+    """
+    checkpoint, clip = Path(checkpoint), Path(clip)
+    image_adapter, text_adapter = read_released_checkpoint(checkpoint)
+    check_released_structure(image_adapter, checkpoint, len(moe_layers), num_experts, r)
+    use_fofs = released_fofs(image_adapter, len(moe_layers), num_experts)
+    model = MoECLIPModel.from_open_clip(
+        clip,
+        image_size=image_size,
+        compatibility="released",
+        moe={"layers": list(moe_layers), "num_experts": num_experts, "top_k": top_k, "r": r, "lora_alpha": lora_alpha, "use_fofs": use_fofs},
+        feature_layers=list(moe_layers),
+        segmentation_leaky_relu=segmentation_leaky_relu,
+        domain=domain,
+    )
+    state = released_to_state_dict(model, image_adapter, text_adapter, checkpoint)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(state) & set(missing):
+        raise ValueError(f"{checkpoint}: the mapped weights do not fit the model (unexpected {unexpected}).")
+    model.freeze_clip()
+    model.eval()
+    text_tokenizer = load_clip_tokenizer(tokenizer)
+    vocab_size = model.config.text_config.vocab_size
+    if len(text_tokenizer) != vocab_size:
+        raise ValueError(
+            f"The tokenizer {tokenizer or 'default'} has {len(text_tokenizer)} tokens but {clip}'s text tower has "
+            f"{vocab_size}: pass the tokenizer of this CLIP."
+        )
+    processor = MoECLIPProcessor(image_processor=clip_image_processor(image_size), tokenizer=text_tokenizer)
+    model.config._name_or_path = str(checkpoint)
+    if output is not None:
+        model.save_pretrained(output)
+        processor.save_pretrained(output)
+    return model, processor
+
+
+def export_released(model: MoECLIPModel, output: str | Path, epoch: int = 0) -> Path:
+    """Write a model's adapters as a released checkpoint (`{"epoch", "image_adapter", "text_adapter"}`).
+
+    The released `test.py` evaluates such a file with the CLIP weights the model was built on. Only a model in
+    `compatibility="released"` computes what that code computes from these weights (exact GELU, the text
+    adapter, the dot-product image score), with the released heads (depth-wise adapter, features at the MoE
+    layers): others are refused. No optimiser state is written.
+    """
+    config = model.config
+    problems = []
+    if config.compatibility != "released":
+        problems.append(f"compatibility is {config.compatibility!r}, not 'released'")
+    if config.image_head != "adapter":
+        problems.append(f"the image head is {config.image_head!r}, not the depth-wise adapter")
+    if list(config.feature_layers) != list(config.moe["layers"]):
+        problems.append(f"the feature layers {config.feature_layers} are not the MoE layers {config.moe['layers']}")
+    if problems:
+        raise ValueError(
+            "The released code would not compute this model's outputs from its weights: " + "; ".join(problems)
+            + ". Train or convert with compatibility='released' (train.py --compatibility released)."
+        )
+    image_adapter, text_adapter = state_dict_to_released(model)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": int(epoch), "image_adapter": image_adapter, "text_adapter": text_adapter}, output)
+    return output
+
+
+__all__ = [
+    "RELEASED_LORA_ALPHA",
+    "RELEASED_MOE_LAYERS",
+    "RELEASED_NUM_EXPERTS",
+    "RELEASED_RANK",
+    "RELEASED_TOP_K",
+    "TEXT_ADAPTER_KEY",
+    "check_released_structure",
+    "convert_released",
+    "export_released",
+    "is_fofs",
+    "read_released_checkpoint",
+    "released_fofs",
+    "released_shapes",
+    "released_to_state_dict",
+    "state_dict_to_released",
+]
