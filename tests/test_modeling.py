@@ -16,6 +16,7 @@ from moeclip_hf.modeling.heads import patch_aggregation
 from moeclip_hf.modeling.maps import fuse_image_score, image_anomaly_score, patch_logits, probability_anomaly_map
 from moeclip_hf.modeling.modeling_moeclip import resize_position_embeddings
 from moeclip_hf.modeling.moe_lora import MoELoraLayer
+from moeclip_hf.modeling.prompts import DESCRIPTION_SETS
 from moeclip_hf.testing import randomize_moe, tiny_config, tiny_processor
 
 
@@ -289,6 +290,20 @@ def test_the_trainable_text_projection_replaces_clips_projection_on_the_eot_stat
         model.text_model.text_projection.weight.zero_()  # CLIP's own projection plays no part
         model.clear_prompt_cache()
         torch.testing.assert_close(model.encode_prompts(prompts["prompt_input_ids"], prompts["prompt_attention_mask"])[0], expected)
+
+
+def test_the_released_class_descriptions_are_the_released_strings_verbatim():
+    processor = tiny_processor()
+    assert processor.prompt_sentences("capsule", "mvtec", "released")[:2] == ["black asd orange capsule.", "a photo of black asd orange capsule."]
+    assert processor.prompt_sentences("capsule", "mvtec")[0] == "black and orange capsule."
+    long_01 = ("Bright concentric rings in neon yellow and blue tones against a dark blue background, resembling a "
+               "stylized wave or energy field radiating outward.")
+    assert processor.prompt_sentences("01", "btad", "released")[0] == long_01 + "."
+    changed = {(dataset, name) for dataset, table in DESCRIPTION_SETS["paper"].items() for name in table
+               if DESCRIPTION_SETS["released"][dataset][name] != table[name]}
+    assert changed == {("mvtec", "capsule"), ("btad", "01")}
+    ids = processor(class_names=["capsule"], dataset="mvtec", class_descriptions="released")["prompt_input_ids"]
+    assert not torch.equal(ids, processor(class_names=["capsule"], dataset="mvtec")["prompt_input_ids"])
 
 
 def test_compatibility_released_sets_every_deviation_and_the_towers_activation():
