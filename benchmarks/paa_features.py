@@ -4,7 +4,7 @@
   norm, project each scale (one d -> e projection per scale).
 - `pooled projection` (what `MoECLIPModel` runs): centre the states, project them once with the layer norm's
   weight folded into the projection, pool the e-dimensional result, and divide each pooled token by the
-  standard deviation of its pooled d-dimensional state (`MoECLIPModel._segmentation_features` explains why
+  standard deviation of its pooled d-dimensional state (`MoECLIPModel._scale_features` explains why
   this is exact).
 
 Each variant yields one scale at a time and is reduced to patch logits, as the forward does. Also timed, for

@@ -201,12 +201,17 @@ def hand_logits(features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     return 100 * torch.einsum("ce,ehw->chw", text, unit)
 
 
+def segmentation_features(model: MoECLIPModel, states: torch.Tensor, position: int) -> torch.Tensor:
+    """The model's proj(LN(PAA_s(x))) of feature layer `position` for every scale, stacked: (B, S, e, g, g)."""
+    return torch.stack(list(model._scale_features(states, position)), dim=1)
+
+
 def test_paa_pools_the_raw_states_before_the_layer_norm_and_the_projection():
     model = small_model().double()
     states = fixed_states()
     text = F.normalize(torch.tensor([[0.3, -1.0, 0.5, 0.2], [1.0, 0.4, -0.6, 0.1]], dtype=torch.float64), dim=-1)
     with torch.no_grad():
-        features = model._segmentation_features(states, 0)[0]
+        features = segmentation_features(model, states, 0)[0]
         logits = patch_logits(features.unsqueeze(0), text.unsqueeze(0))[0]
     for index, scale in enumerate(model.config.paa_scales):
         expected = hand_logits(hand_features(model, states, scale, pool_first=True), text)
@@ -234,7 +239,7 @@ def test_the_one_projection_form_equals_pooling_normalising_and_projecting_each_
             normed = model.vision_model.post_layernorm(pooled.flatten(-2).transpose(-1, -2))
             expected = projection(normed)
             expected = F.leaky_relu(expected) if leaky_relu else expected
-            features = model._segmentation_features(states, position)
+            features = segmentation_features(model, states, position)
         expected = expected.transpose(-1, -2).unflatten(-1, (grid, grid))
         scale = expected.abs().max()
         torch.testing.assert_close(features, expected, rtol=0, atol=1e-5 * scale)
@@ -247,7 +252,7 @@ def test_the_forward_turns_the_post_moe_states_into_the_logits_of_their_features
         out = model(**inputs)
         states, _ = model._run_vision_tower(inputs["pixel_values"])
         expected = torch.stack(
-            [patch_logits(model._segmentation_features(states[:, index], index), out.text_embeds) for index in range(states.shape[1])],
+            [patch_logits(segmentation_features(model, states[:, index], index), out.text_embeds) for index in range(states.shape[1])],
             dim=1,
         )
     torch.testing.assert_close(out.patch_logits, expected, rtol=0, atol=1e-4)

@@ -282,11 +282,6 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
                 states.append(hidden)
         return torch.stack(states, dim=1), moe_outputs
 
-    def _segmentation_features(self, hidden_states: torch.Tensor, position: int) -> torch.Tensor:
-        """proj(LN(PAA_s(x))) for every PAA scale s (Eq. 10-11): the (B, 1 + P, d) post-MoE states of feature layer
-        `position` (CLS first) -> (B, S, e, g, g). See `_scale_features` for how."""
-        return torch.stack(list(self._scale_features(hidden_states, position)), dim=1)
-
     def _scale_features(self, hidden_states: torch.Tensor, position: int) -> Iterator[torch.Tensor]:
         """Yield proj(LN(PAA_s(x))) (B, e, g, g) for each PAA scale s in `config.paa_scales` order (Eq. 10-11):
         PAA on the raw post-MoE patch states, then the post layer norm, then the segmentation projection.
