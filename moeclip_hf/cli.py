@@ -23,6 +23,7 @@ EPILOG = """\
 examples:
   moeclip demo                                      train + evaluate a tiny model on synthetic data, offline
   moeclip detect --model DIR part.png --class-name "metal nut" --output out/
+  moeclip data check --dataset mvtec --data-root /data/mvtec      counts, masks and problems, before a long run
   moeclip evaluate --model DIR --dataset mvtec --data-root /data/mvtec --output results/
   moeclip explain --model DIR part.png --class-name "metal nut" --output explain/
   moeclip export --model DIR --output hub-folder/
@@ -111,12 +112,16 @@ def add_evaluate_parser(subparsers) -> None:
         "evaluate",
         help="per-class image and pixel AUROC / AP / AUPRO / F1-max tables",
         description="Run a model over benchmark datasets and print per-class tables (Markdown) with the mean row "
-        "and, where METHOD.md has them, the paper's figures; write results.json, results.md and one CSV per dataset.",
+        "and, when the classes are exactly MVTec-AD's or VisA's, the paper's figures; write results.json, results.md and "
+        "one CSV per dataset. Each class is scored with its rows' description (prompts) and domain (blur, fusion).",
     )
     parser.add_argument("--model", required=True, help="a saved MoECLIP model folder or Hub id")
-    parser.add_argument("--dataset", required=True, nargs="+", choices=list_benchmarks(), help="benchmark layout(s)")
+    parser.add_argument("--dataset", required=True, nargs="+", choices=list_benchmarks(), help="benchmark(s); "
+                        "`moeclip data list` shows each with its layouts")
     parser.add_argument("--data-root", required=True, nargs="+", type=Path, help="one root per dataset (or one for all)")
-    parser.add_argument("--meta-file", help="for --dataset jsonl: the JSON-lines file")
+    parser.add_argument("--meta-file", help="for --dataset jsonl: the JSON-lines file (a released full-shot.jsonl "
+                        "works as it is)")
+    parser.add_argument("--keep-folders", action="store_true", help=KEEP_FOLDERS_HELP)
     parser.add_argument("--classes", nargs="+", help="only these classes")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="moeclip", help="moeclip: the released benchmark "
                         "protocol (per-class min-max); probability: the single-image maps (default: %(default)s)")
@@ -147,7 +152,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     results = []
     for name, root in zip(args.dataset, roots):
-        dataset = load_benchmark(name, root, classes=args.classes, image_size=model.config.image_size, meta_file=args.meta_file)
+        dataset = load_benchmark(
+            name, root, classes=args.classes, image_size=model.config.image_size, meta_file=args.meta_file,
+            keep_folders=args.keep_folders,
+        )
+        if not args.quiet:
+            print(dataset.info.description, file=sys.stderr)
         result = evaluate_dataset(
             model, processor, dataset, name, protocol=args.protocol, batch_size=args.batch_size,
             num_workers=args.num_workers, progress=not args.quiet,
@@ -156,6 +166,89 @@ def run_evaluate(args: argparse.Namespace) -> int:
         results.append(result)
     paths = write_results(results, args.output, model_name=str(args.model))
     print("\nwritten: " + ", ".join(str(path) for path in paths.values()))
+    return 0
+
+
+KEEP_FOLDERS_HELP = (
+    "read every class folder as its own class (DTD-Synthetic: its 12 folders; default: the released "
+    "protocol's 8 classes, the five Woven folders pooled)"
+)
+
+
+def add_data_parser(subparsers) -> None:
+    from .data.layouts import list_benchmarks
+
+    parser = subparsers.add_parser(
+        "data",
+        help="check a benchmark folder, list the benchmarks",
+        description="Look at benchmark data before a long run: what a folder holds, and what each benchmark is.",
+    )
+    commands = parser.add_subparsers(title="data commands", metavar="DATA_COMMAND")
+    check = commands.add_parser(
+        "check",
+        help="counts per class, masks, expected counts and problems of a benchmark folder",
+        description="Find the folder's layout as `moeclip evaluate` does, count the normal and anomalous images "
+        "and the masks of each class, compare with a complete copy's counts where the benchmark is known, open "
+        "every file header, and list the problems found. Exit status 1 when something is wrong.",
+    )
+    check.add_argument("--dataset", required=True, choices=list_benchmarks(), help="the benchmark")
+    check.add_argument("--data-root", required=True, type=Path, help="its root folder (or the download folder)")
+    check.add_argument("--meta-file", help="for --dataset jsonl: the JSON-lines file")
+    check.add_argument("--split", default="test")
+    check.add_argument("--keep-folders", action="store_true", help=KEEP_FOLDERS_HELP)
+    check.add_argument("--format", choices=("markdown", "json"), default="markdown", help="(default %(default)s)")
+    check.add_argument("--max-problems", type=int, default=10, help="problems to print (default %(default)s)")
+    check.add_argument("--count-only", action="store_true", help="count files without opening their headers "
+                       "(faster on a slow disk; unreadable files and mask sizes go unchecked)")
+    check.set_defaults(run=run_data_check)
+    listing = commands.add_parser(
+        "list",
+        help="every benchmark: domain, classes, test counts, layouts and their sources",
+        description="The benchmarks table: what `--dataset` accepts and how each benchmark's folders are read.",
+    )
+    listing.add_argument("--sources", action="store_true", help="also print each layout's source")
+    listing.set_defaults(run=run_data_list)
+
+    def print_help(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(run=print_help)
+
+
+def run_data_check(args: argparse.Namespace) -> int:
+    import json
+
+    from .data.check import check_dataset
+
+    report = check_dataset(
+        args.dataset, args.data_root, split=args.split, meta_file=args.meta_file, keep_folders=args.keep_folders,
+        open_files=not args.count_only,
+    )
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        print(report.to_markdown(max_problems=args.max_problems))
+    return 0 if report.ok else 1
+
+
+def run_data_list(args: argparse.Namespace) -> int:
+    from .benchmarks import BENCHMARKS
+    from .data.layouts import ROUTES
+
+    print("| name | benchmark | domain | classes | test normal / anomalous | in the paper | layouts |")
+    print("|---|---|---|---|---|---|---|")
+    for name, entry in BENCHMARKS.items():
+        counts = entry.expected_counts
+        total = "-" if not counts else f"{sum(n for n, _ in counts.values())} / {sum(a for _, a in counts.values())}"
+        layouts = ", ".join(convention.__name__ for convention in ROUTES[name])
+        print(f"| {name} | {entry.display_name} | {entry.domain} | {len(entry.classes)} | {total} | "
+              f"{'yes' if entry.in_paper else 'no'} | {layouts} |")
+    if args.sources:
+        for name, entry in BENCHMARKS.items():
+            print(f"\n{name} ({entry.display_name}):")
+            for source in entry.sources:
+                print(f"  - {source}")
     return 0
 
 
@@ -338,6 +431,7 @@ PARSERS: list[Callable] = [
     add_demo_parser,
     add_detect_parser,
     add_evaluate_parser,
+    add_data_parser,
     add_explain_parser,
     add_analyze_parser,
     add_export_parser,

@@ -17,13 +17,15 @@ def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     text = capsys.readouterr().out
-    for command in ("demo", "detect", "evaluate", "explain", "analyze", "export", "serve"):
+    for command in ("demo", "detect", "evaluate", "data", "explain", "analyze", "export", "serve"):
         assert f"    {command}" in text
 
 
 def test_no_command_prints_the_help_and_fails(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+    assert main(["data"]) == 2
+    assert "check" in (text := capsys.readouterr().out) and "list" in text
 
 
 def test_explain_writes_a_report_with_its_figures(saved_model, tmp_path):

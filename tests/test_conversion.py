@@ -369,8 +369,9 @@ def test_a_converted_folder_is_used_like_any_other_model(tiny_released, tmp_path
     assert detector.model.config.compatibility == "released"
     result = detector(str(RELEASED / "scratch.png"), class_name="capsule", dataset="mvtec")
     assert 0.0 <= result["score"] <= 1.0 and result["anomaly_map"].size == (256, 256)
-    sentences = detector.processor.prompt_sentences("capsule", "mvtec", detector.model.config.class_descriptions)
-    assert sentences[0] == "black asd orange capsule."
+    prompts = detector.preprocess(str(RELEASED / "scratch.png"), class_name="capsule", dataset="mvtec")
+    expected = detector.processor.tokenize_descriptions(["black asd orange capsule"])["prompt_input_ids"]
+    assert torch.equal(prompts["prompt_input_ids"], expected)
 
 
 def test_trained_a_matrices_convert_without_fofs(tiny_released, tmp_path):

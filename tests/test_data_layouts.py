@@ -1,7 +1,8 @@
-"""Benchmark layouts -> datasets.Dataset: what each layout reads, and how bad folders fail.
+"""Benchmark layouts -> datasets.Dataset: reading order, the JSON-lines format, and how bad folders fail.
 
 Every test builds its own tiny benchmark copy in tmp_path (a few 8 x 8 PNGs named as the real
-benchmark names them), so the suite needs no data and no network.
+benchmark names them), so the suite needs no data and no network. Each benchmark's real trees are
+tests/test_benchmark_replicas.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from moeclip_hf.data import list_benchmarks, load_benchmark
+from moeclip_hf.data import ROUTES, LayoutNotFoundError, list_benchmarks, load_benchmark
 
 SIZE = (8, 8)
 
@@ -69,26 +70,11 @@ def column(dataset, name):
 # The registry
 
 
-def test_list_benchmarks_names_the_fourteen_benchmarks_and_the_meta_file_format():
-    assert list_benchmarks() == sorted(
-        [
-            "mvtec",
-            "visa",
-            "btad",
-            "rsdd",
-            "dtd",
-            "brain_mri",
-            "liver_ct",
-            "retina_oct",
-            "head_ct",
-            "colondb",
-            "clinicdb",
-            "cvc300",
-            "kvasir",
-            "endo",
-            "jsonl",
-        ]
-    )
+def test_list_benchmarks_names_the_paper_benchmarks_the_peers_ones_and_the_meta_file_format():
+    paper = ["mvtec", "visa", "btad", "rsdd", "dtd", "brain_mri", "liver_ct", "retina_oct", "head_ct", "colondb",
+             "clinicdb", "cvc300", "kvasir", "endo"]
+    peers = ["mpdd", "sdd", "dagm", "isic", "tn3k", "br35h", "brainmri_kaggle"]
+    assert list_benchmarks() == sorted([*paper, *peers, "jsonl"])
 
 
 def test_unknown_benchmark_is_refused_with_the_known_names(tmp_path):
@@ -96,7 +82,7 @@ def test_unknown_benchmark_is_refused_with_the_known_names(tmp_path):
         load_benchmark("mvtech", tmp_path)
 
 
-# One test per layout: counts, labels, classes, descriptions, domain, masks
+# Reading order and selection (each benchmark's own tree: tests/test_benchmark_replicas.py)
 
 
 def test_mvtec_reads_classes_sorted_with_good_as_normal_and_masks_for_defects(tmp_path):
@@ -121,125 +107,12 @@ def test_mvtec_classes_argument_selects_and_sorts(tmp_path):
     assert column(load_benchmark("mvtec", tmp_path, classes=["zipper", "bottle"]), "class_name") == ["bottle", "zipper"]
 
 
-def test_btad_reads_ok_as_normal_bmp_images_and_same_name_png_masks(tmp_path):
-    make_mvtec(
-        tmp_path, {"01": {"ok": 2, "ko": 1}, "03": {"ok": 1, "ko": 2}}, normal="ok", mask_name="{}.png", suffix=".bmp"
-    )
-    dataset = load_benchmark("btad", tmp_path)
-
-    assert column(dataset, "class_name") == ["01"] * 3 + ["03"] * 3
-    assert column(dataset, "label") == [1, 0, 0, 1, 1, 0]
-    assert dataset[0]["description"].startswith("bright concentric rings")
-    assert dataset[0]["path"].endswith(os.path.join("01", "test", "ko", "000.bmp"))
-    assert dataset[0]["mask"] is not None and dataset[1]["mask"] is None
-
-
-@pytest.mark.parametrize("nested", [True, False], ids=["root/rsdd/test", "root/test"])
-def test_rsdd_is_the_mvtec_layout_with_the_single_class_rsdd(tmp_path, nested):
-    class_folder = tmp_path / "rsdd" if nested else tmp_path
-    for index in range(2):
-        write_image(class_folder / "test" / "good" / f"{index}.png")
-        write_image(class_folder / "test" / "defect" / f"{index}.png")
-        write_mask(class_folder / "ground_truth" / "defect" / f"{index}_mask.png")
-    dataset = load_benchmark("rsdd", tmp_path)
-
-    assert len(dataset) == 4 and sorted(column(dataset, "label")) == [0, 0, 1, 1]
-    assert set(column(dataset, "class_name")) == {"rsdd"}
-    assert set(column(dataset, "description")) == {"metal"}
-    assert set(column(dataset, "domain")) == {"industrial"}
-
-
-def test_dtd_synthetic_describes_a_class_by_its_texture_family(tmp_path):
-    make_mvtec(tmp_path, {"Woven_001": {"good": 1, "bad": 1}, "Blotchy_099": {"good": 1}})
-    dataset = load_benchmark("dtd", tmp_path)
-
-    assert column(dataset, "class_name") == ["Blotchy_099", "Woven_001", "Woven_001"]
-    assert column(dataset, "description") == ["Blotchy", "Woven", "Woven"]
-    assert column(dataset, "label") == [0, 1, 0]
-
-
 def write_visa(root: Path, rows: list[tuple[str, str, str, str, str]]) -> Path:
     table = root / "split_csv" / "1cls.csv"
     table.parent.mkdir(parents=True, exist_ok=True)
     lines = ["object,split,label,image,mask"] + [",".join(row) for row in rows]
     table.write_text("\n".join(lines) + "\n")
     return root
-
-
-def test_visa_reads_the_split_table_relative_to_the_root(tmp_path):
-    rows = []
-    for name in ("pcb1", "candle"):
-        for split in ("train", "test"):
-            image = f"{name}/Data/Images/Normal/{split}0.JPG"
-            write_image(tmp_path / image)
-            rows.append((name, split, "normal", image, ""))
-        image, mask = f"{name}/Data/Images/Anomaly/0.JPG", f"{name}/Data/Masks/Anomaly/0.png"
-        write_image(tmp_path / image)
-        write_mask(tmp_path / mask)
-        rows.append((name, "test", "anomaly", image, mask))
-    write_visa(tmp_path, rows)
-
-    test = load_benchmark("visa", tmp_path)
-    assert column(test, "class_name") == ["candle", "candle", "pcb1", "pcb1"]
-    assert column(test, "label") == [1, 0, 1, 0]
-    assert column(test, "description")[2] == "dual ultrasonic distance sensor pcb module"
-    assert test[0]["mask"] is not None and test[1]["mask"] is None
-    train = load_benchmark("visa", tmp_path, split="train")
-    assert column(train, "label") == [0, 0]
-
-
-@pytest.mark.parametrize(
-    ("name", "class_name"), [("brain_mri", "brain"), ("liver_ct", "liver"), ("retina_oct", "retina")]
-)
-def test_bmad_sets_read_good_and_ungood_with_same_name_labels(tmp_path, name, class_name):
-    make_bmad(tmp_path, normal=2, anomalous=3)
-    dataset = load_benchmark(name, tmp_path)
-
-    assert len(dataset) == 5 and sorted(column(dataset, "label")) == [0, 0, 1, 1, 1]
-    assert set(column(dataset, "class_name")) == {class_name}
-    assert set(column(dataset, "description")) == {"scan"}
-    assert set(column(dataset, "domain")) == {"medical"}
-    for row, stored in zip(dataset, dataset.with_format(None), strict=True):
-        assert (row["mask"] is not None) == (row["label"] == 1)
-        if row["label"] == 1:
-            assert Path(stored["mask"]["path"]) == tmp_path / "test" / "Ungood" / "label" / Path(row["path"]).name
-
-
-def test_head_ct_has_image_labels_only(tmp_path):
-    make_bmad(tmp_path, normal=2, anomalous=2, labels=False)
-    dataset = load_benchmark("head_ct", tmp_path)
-
-    assert sorted(column(dataset, "label")) == [0, 0, 1, 1]
-    assert column(dataset, "mask") == [None] * 4
-    assert set(column(dataset, "class_name")) == {"head_ct"}
-    assert set(column(dataset, "domain")) == {"medical"}
-
-
-COLON_SETS = [
-    ("colondb", "colon endoscopy image"),
-    ("clinicdb", "colon endoscopy image"),
-    ("cvc300", "colon endoscopy image"),
-    ("kvasir", "colon endoscopy image"),
-    ("endo", "polyp"),
-]
-
-
-@pytest.mark.parametrize(("name", "description"), COLON_SETS)
-@pytest.mark.parametrize("layout", ["bmad", "images_masks"])
-def test_colon_sets_are_anomalous_only_in_either_layout(tmp_path, name, description, layout):
-    if layout == "bmad":
-        make_bmad(tmp_path, normal=0, anomalous=3)
-    else:
-        for index in range(3):
-            write_image(tmp_path / "images" / f"{index}.png")
-            write_mask(tmp_path / "masks" / f"{index}.png")
-    dataset = load_benchmark(name, tmp_path)
-
-    assert column(dataset, "label") == [1, 1, 1]
-    assert all(mask is not None for mask in column(dataset, "mask"))
-    assert set(column(dataset, "class_name")) == {name}
-    assert set(column(dataset, "description")) == {description}
-    assert set(column(dataset, "domain")) == {"medical"}
 
 
 def write_jsonl(root: Path, records: list[dict], name: str = "meta.jsonl") -> Path:
@@ -317,13 +190,60 @@ def test_visa_table_paths_that_escape_the_root_are_refused(tmp_path):
         ("not json", "not valid JSON"),
         ('{"label": 0, "class_name": "x"}', "missing key"),
         ('{"image_path": "0.png", "label": 2, "class_name": "x"}', "label must be 0 or 1"),
+        ('{"image_path": "0.png", "label": 0.5, "class_name": "x"}', "label must be 0 or 1"),
+        ('{"image_path": "0.png", "label": "yes", "class_name": "x"}', "label must be 0 or 1"),
+        ('{"image_path": "0.png", "label": "1", "class_name": "x"}', "label must be 0 or 1"),
+        ('{"image_path": "0.png", "label": true, "class_name": "x"}', "label must be 0 or 1"),
         ('{"image_path": "0.png", "label": 0, "class_name": "x", "domain": "space"}', "domain must be"),
+        ('{"image_path": "0.png", "label": 0, "class_name": "x", "description": ""}', "description must be"),
     ],
 )
 def test_jsonl_malformed_lines_name_the_line(tmp_path, line, message):
     write_image(tmp_path / "0.png")
     (tmp_path / "meta.jsonl").write_text(line + "\n")
     with pytest.raises(ValueError, match=re.escape(f"meta.jsonl line 1: {message}")):
+        load_benchmark("jsonl", tmp_path)
+
+
+def test_jsonl_reads_float_labels_as_the_released_metadata_writes_them(tmp_path):
+    write_image(tmp_path / "n.png")
+    write_image(tmp_path / "a.png")
+    write_mask(tmp_path / "a_mask.png")
+    write_jsonl(
+        tmp_path,
+        [
+            {"image_path": "n.png", "label": 0.0, "class_name": "Liver"},
+            {"image_path": "a.png", "label": 1.0, "class_name": "Liver", "mask_path": "a_mask.png"},
+        ],
+    )
+    dataset = load_benchmark("jsonl", tmp_path)
+    assert column(dataset, "label") == [1, 0]
+    assert set(column(dataset, "description")) == {"scan"} and set(column(dataset, "domain")) == {"medical"}
+
+
+def test_jsonl_description_and_domain_given_by_the_lines_override_the_table(tmp_path):
+    for name in ("0", "1", "2"):
+        write_image(tmp_path / f"{name}.png")
+    write_jsonl(
+        tmp_path,
+        [
+            {"image_path": "0.png", "label": 0, "class_name": "bottle", "description": "green glass bottle"},
+            {"image_path": "1.png", "label": 0, "class_name": "bottle"},  # inherits the class's description
+            {"image_path": "2.png", "label": 0, "class_name": "Brain", "domain": "industrial", "description": "brain"},
+        ],
+    )
+    dataset = load_benchmark("jsonl", tmp_path)
+    assert column(dataset, "class_name") == ["Brain", "bottle", "bottle"]
+    assert column(dataset, "description") == ["brain", "green glass bottle", "green glass bottle"]
+    assert column(dataset, "domain") == ["industrial", "industrial", "industrial"]
+
+
+@pytest.mark.parametrize("key", ["description", "domain"])
+def test_jsonl_lines_of_one_class_that_disagree_are_refused_naming_both_lines(tmp_path, key):
+    write_image(tmp_path / "0.png")
+    values = {"description": ("scan", "brain"), "domain": ("medical", "industrial")}[key]
+    write_jsonl(tmp_path, [{"image_path": "0.png", "label": 0, "class_name": "x", key: value} for value in values])
+    with pytest.raises(ValueError, match=rf"line 2: class 'x' has {key} .* but .*line 1 gives it"):
         load_benchmark("jsonl", tmp_path)
 
 
@@ -354,7 +274,7 @@ def test_augment_needs_an_image_size(tmp_path):
     assert row["pixel_values"].shape == (3, 16, 16)
 
 
-# Bad folders fail early, by name
+# Bad folders fail early, by name, and say where to look
 
 
 def test_missing_root_is_named(tmp_path):
@@ -362,10 +282,61 @@ def test_missing_root_is_named(tmp_path):
         load_benchmark("mvtec", tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("name", ["mvtec", "btad", "dtd", "rsdd"])
-def test_root_without_classes_is_refused(tmp_path, name):
-    with pytest.raises(FileNotFoundError, match=f"no {name} classes.*{re.escape(str(tmp_path))}"):
-        load_benchmark(name, tmp_path)
+@pytest.mark.parametrize("name", ["mvtec", "btad", "dtd", "rsdd", "head_ct", "kvasir", "sdd"])
+def test_an_empty_root_names_the_root_the_layouts_tried_and_what_it_holds(tmp_path, name):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LayoutNotFoundError) as error:
+        load_benchmark(name, tmp_path / "empty")
+    message = str(error.value)
+    assert f"layout found under {tmp_path / 'empty'}." in message
+    assert "Layouts tried" in message and "Found there: nothing (it is empty)." in message
+    assert [pattern for pattern in (convention.pattern for convention in ROUTES[name]) if pattern not in message] == []
+
+
+def test_a_wrong_root_says_what_it_found_and_which_layout_that_is(tmp_path):
+    make_bmad(tmp_path / "brain", normal=1, anomalous=1)  # a Brain MRI tree given as MVTec-AD
+    with pytest.raises(LayoutNotFoundError) as error:
+        load_benchmark("mvtec", tmp_path / "brain")
+    message = str(error.value)
+    assert f"no MVTec-AD (mvtec) layout found under {tmp_path / 'brain'}." in message
+    assert "Found there: 1 folder (test)." in message
+    assert "holds test/good/img/*, test/Ungood/img/*" in message and "a layout of brain_mri, liver_ct" in message
+
+
+def test_a_root_one_level_too_high_points_at_the_right_one(tmp_path):
+    root = tmp_path / "datasets"
+    make_mvtec(root / "mvtec_2019_copy", {"bottle": {"good": 1, "broken_large": 1}})
+    make_bmad(root / "Brain", normal=1, anomalous=1)
+    with pytest.raises(LayoutNotFoundError) as error:
+        load_benchmark("mvtec", root)
+    message = str(error.value)
+    assert "Found there: 2 folders (Brain, mvtec_2019_copy)." in message
+    assert f"Hint: {root / 'mvtec_2019_copy'} holds the mvtec layout: use it as the root" in message
+
+
+def test_a_root_above_a_download_folder_points_at_the_download(tmp_path):
+    for index in range(2):
+        write_image(tmp_path / "datasets" / "RSDD" / "Metal15" / "test" / "good" / f"{index}.bmp")
+    with pytest.raises(LayoutNotFoundError, match=re.escape(f"Hint: {tmp_path / 'datasets' / 'RSDD'} holds the rsdd")):
+        load_benchmark("rsdd", tmp_path / "datasets")
+    assert len(load_benchmark("rsdd", tmp_path / "datasets" / "RSDD")) == 2
+
+
+@pytest.mark.parametrize(("name", "too_deep"), [("mvtec", "bottle"), ("brain_mri", "test")])
+def test_a_root_one_level_too_deep_points_at_its_parent(tmp_path, name, too_deep):
+    make_mvtec(tmp_path / "mvtec", {"bottle": {"good": 1, "broken_large": 1}})
+    make_bmad(tmp_path / "brain_mri", normal=1, anomalous=1)
+    root = tmp_path / name / too_deep
+    with pytest.raises(LayoutNotFoundError, match=re.escape(f"Hint: {root.parent} holds the {name} layout")):
+        load_benchmark(name, root)
+
+
+def test_a_folder_of_several_datasets_is_read_through_the_benchmark_sub_folder_and_says_so(tmp_path):
+    make_mvtec(tmp_path / "MVTec", {"bottle": {"good": 1, "broken_large": 1}})
+    make_bmad(tmp_path / "Brain", normal=1, anomalous=1)
+    mvtec, brain = load_benchmark("mvtec", tmp_path), load_benchmark("brain_mri", tmp_path)
+    assert column(mvtec, "class_name") == ["bottle", "bottle"] and column(brain, "class_name") == ["brain", "brain"]
+    assert f"holds no MVTec-AD layout itself; reading its 'MVTec' folder, {tmp_path / 'MVTec'}" in mvtec.info.description
 
 
 def test_class_without_images_is_refused_by_name(tmp_path):
@@ -387,10 +358,23 @@ def test_unknown_classes_are_refused_with_the_available_ones(tmp_path):
         load_benchmark("mvtec", tmp_path, classes=["bottel"])
 
 
-def test_anomalous_image_without_mask_is_refused_with_the_expected_mask_path(tmp_path):
-    write_image(tmp_path / "bottle" / "test" / "broken_large" / "000.png")
-    with pytest.raises(FileNotFoundError, match=re.escape("broken_large/000_mask.png")):
+def test_anomalous_image_without_mask_is_refused_with_the_expected_mask_path_and_what_is_there(tmp_path):
+    make_mvtec(tmp_path, {"bottle": {"good": 1, "broken_large": 2}})
+    (tmp_path / "bottle" / "ground_truth" / "broken_large" / "001_mask.png").unlink()
+    with pytest.raises(FileNotFoundError) as error:
         load_benchmark("mvtec", tmp_path)
+    message = str(error.value)
+    assert f"no mask for anomalous image {tmp_path / 'bottle' / 'test' / 'broken_large' / '001.png'}" in message
+    assert "expected " + str(tmp_path / "bottle" / "ground_truth" / "broken_large" / "001_mask.png") in message
+    assert "holds 1 file (000_mask.png)" in message
+
+
+def test_a_polyp_image_without_mask_is_refused_and_every_such_image_counted(tmp_path):
+    for index in range(3):
+        write_image(tmp_path / "images" / f"{index}.png")
+    write_mask(tmp_path / "masks" / "0.png")
+    with pytest.raises(FileNotFoundError, match=r"no mask for anomalous image .*1\.png.*\(and 1 more problems"):
+        load_benchmark("kvasir", tmp_path)
 
 
 def test_bmad_without_its_label_folder_is_refused(tmp_path):
@@ -399,8 +383,14 @@ def test_bmad_without_its_label_folder_is_refused(tmp_path):
         load_benchmark("brain_mri", tmp_path)
 
 
-def test_visa_without_its_table_is_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match=re.escape("split_csv/1cls.csv")):
+def test_head_ct_is_read_without_masks_even_where_a_copy_has_label_folders(tmp_path):
+    make_bmad(tmp_path, normal=2, anomalous=2, labels=True)
+    dataset = load_benchmark("head_ct", tmp_path)
+    assert sorted(column(dataset, "label")) == [0, 0, 1, 1] and column(dataset, "mask") == [None] * 4
+
+
+def test_visa_without_its_table_or_data_folders_is_refused(tmp_path):
+    with pytest.raises(LayoutNotFoundError, match=re.escape("split_csv/1cls.csv")):
         load_benchmark("visa", tmp_path)
 
 
@@ -408,6 +398,13 @@ def test_file_listed_in_a_table_but_missing_is_named(tmp_path):
     write_visa(tmp_path, [("candle", "test", "normal", "candle/0.JPG", "")])
     with pytest.raises(FileNotFoundError, match=r"1cls\.csv line 2: file not found: .*candle/0\.JPG"):
         load_benchmark("visa", tmp_path)
+
+
+def test_a_missing_meta_file_lists_the_json_lines_files_there(tmp_path):
+    (tmp_path / "Brain").mkdir()
+    (tmp_path / "Brain" / "full-shot.jsonl").write_text("")
+    with pytest.raises(FileNotFoundError, match=r"meta file not found: .*meta\.jsonl; .*Brain/full-shot\.jsonl"):
+        load_benchmark("jsonl", tmp_path)
 
 
 def test_meta_file_only_applies_to_jsonl(tmp_path):

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,8 @@ from moeclip_hf.cli import main
 from moeclip_hf.data import load_benchmark
 from moeclip_hf.data.synthetic import generate
 from moeclip_hf.evaluation.accumulator import ClassMetricAccumulator
-from moeclip_hf.evaluation.runner import evaluate_dataset, mean_over_classes
+from moeclip_hf.benchmarks import BENCHMARKS
+from moeclip_hf.evaluation.runner import TABLE_METRICS, BenchmarkResult, evaluate_dataset, mean_over_classes
 from moeclip_hf.modeling.maps import image_anomaly_score, protocol_anomaly_map
 from moeclip_hf.testing import tiny_config, tiny_processor
 
@@ -39,7 +41,7 @@ def test_evaluate_writes_one_row_per_class_plus_the_mean_in_three_formats(saved_
     assert code == 0
     printed = capsys.readouterr().out
     assert "| stripes |" in printed and "| tablet |" in printed and "**mean**" in printed
-    assert "| paper (Tab. 1) | 93.9 | 96.8 |" in printed
+    assert "paper" not in printed  # the paper's MVTec-AD figures are not a mean over these two classes
     with (output / "results_mvtec.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [row["class"] for row in rows] == ["stripes", "tablet", "mean"]
@@ -52,14 +54,10 @@ def test_evaluate_writes_one_row_per_class_plus_the_mean_in_three_formats(saved_
     assert "| **mean** |" in (output / "results.md").read_text()
 
 
-def test_the_moeclip_protocol_normalises_per_class_and_fuses_scores(saved_model, synthetic_root):
-    model = MoECLIPModel.from_pretrained(saved_model).eval()
-    processor = tiny_processor()
-    dataset = load_benchmark("mvtec", synthetic_root, classes=["tablet"], image_size=64)
-    result = evaluate_dataset(model, processor, dataset, "mvtec", protocol="moeclip", batch_size=3, progress=False)
-    rows = [dataset[index] for index in range(len(dataset))]
+def protocol_metrics(model, processor, rows, description: str, kernel: int, sigma: float, weight: float) -> dict:
+    """The released protocol computed by hand for one class: its prompt set, blur and score fusion."""
     pixel_values = torch.stack([row["pixel_values"] for row in rows])
-    prompts = processor.tokenize_prompts(["tablet"], dataset="mvtec")
+    prompts = processor.tokenize_descriptions([description])
     with torch.no_grad():
         text = model.encode_prompts(prompts["prompt_input_ids"], prompts["prompt_attention_mask"]).expand(len(rows), -1, -1)
         out = model(pixel_values=pixel_values, text_embeds=text)
@@ -67,10 +65,61 @@ def test_the_moeclip_protocol_normalises_per_class_and_fuses_scores(saved_model,
     expected.update(
         image_anomaly_score(out.image_logits),
         torch.tensor([row["label"] for row in rows]),
-        protocol_anomaly_map(out.patch_logits.flatten(1, 2), 64, 7, 1.0),
+        protocol_anomaly_map(out.patch_logits.flatten(1, 2), model.config.image_size, kernel, sigma),
         torch.stack([row["mask"][0] > 0.5 for row in rows]),
     )
-    assert result.classes["tablet"] == pytest.approx(expected.compute(normalize_maps=True, score_fusion_weight=0.5))
+    return expected.compute(normalize_maps=True, score_fusion_weight=weight)
+
+
+def test_the_moeclip_protocol_normalises_per_class_and_fuses_scores(saved_model, synthetic_root):
+    model = MoECLIPModel.from_pretrained(saved_model).eval()
+    processor = tiny_processor()
+    dataset = load_benchmark("mvtec", synthetic_root, classes=["tablet"], image_size=64)
+    result = evaluate_dataset(model, processor, dataset, "mvtec", protocol="moeclip", batch_size=3, progress=False)
+    rows = [dataset[index] for index in range(len(dataset))]
+    expected = protocol_metrics(model, processor, rows, "tablet", 7, 1.0, 0.5)
+    assert result.classes["tablet"] == pytest.approx(expected)
+
+
+def test_evaluate_takes_prompts_blur_and_fusion_per_class_from_the_rows(saved_model, synthetic_root, tmp_path):
+    """One JSON-lines file, one industrial and one medical class: each is scored as its own rows say."""
+    raw = load_benchmark("mvtec", synthetic_root).with_format(None)
+    renamed = {"stripes": "stripes", "tablet": "Brain"}  # Brain: the released name of Brain MRI, "scan", medical
+    lines = [
+        {
+            "image_path": str(Path(row["image"]["path"]).relative_to(synthetic_root)),
+            "mask_path": row["mask"] and str(Path(row["mask"]["path"]).relative_to(synthetic_root)),
+            "label": float(row["label"]),
+            "class_name": renamed[row["class_name"]],
+        }
+        for row in raw
+    ]
+    meta = tmp_path / "full-shot.jsonl"
+    meta.write_text("\n".join(json.dumps(line) for line in lines))
+    output = tmp_path / "results"
+    assert main(["evaluate", "--model", str(saved_model), "--dataset", "jsonl", "--data-root", str(synthetic_root),
+                 "--meta-file", str(meta), "--output", str(output), "--quiet"]) == 0
+    classes = json.loads((output / "results.json").read_text())["datasets"]["jsonl"]["classes"]
+
+    model, processor = MoECLIPModel.from_pretrained(saved_model).eval(), tiny_processor()
+    dataset = load_benchmark("jsonl", synthetic_root, meta_file=meta, image_size=64)
+    rows = {name: [row for row in dataset if row["class_name"] == name] for name in ("stripes", "Brain")}
+    assert classes["stripes"] == pytest.approx(protocol_metrics(model, processor, rows["stripes"], "stripes", 7, 1.0, 0.5))
+    medical = protocol_metrics(model, processor, rows["Brain"], "scan", 9, 1.5, 1.0)
+    assert classes["Brain"] == pytest.approx(medical)
+    as_industrial = protocol_metrics(model, processor, rows["Brain"], "scan", 7, 1.0, 0.5)
+    as_written = protocol_metrics(model, processor, rows["Brain"], "Brain", 9, 1.5, 1.0)
+    assert medical != pytest.approx(as_industrial) and medical != pytest.approx(as_written)
+
+
+def test_the_paper_row_appears_only_under_the_class_set_it_belongs_to():
+    metrics = dict.fromkeys(TABLE_METRICS, 0.5)
+    mvtec = BENCHMARKS["mvtec"].classes
+    assert "| paper (Tab. 1) | 93.9 | 96.8 |" in BenchmarkResult("mvtec", "moeclip", {n: metrics for n in mvtec}).to_markdown()
+    released_visa = {name: metrics for name in BENCHMARKS["visa"].classes}
+    assert "| paper (Tab. 1) | 83.6 | 86.2 |" in BenchmarkResult("jsonl", "moeclip", released_visa).to_markdown()
+    for classes in (mvtec[:2], [*mvtec, "stripes"], ["stripes", "tablet"]):
+        assert "paper" not in BenchmarkResult("mvtec", "moeclip", {n: metrics for n in classes}).to_markdown()
 
 
 def test_evaluate_as_the_released_test_py(saved_model, synthetic_root, tmp_path):

@@ -5,18 +5,18 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from PIL import Image
 from transformers import AutoConfig, AutoModel, CLIPConfig, CLIPModel
 
-from huggingface_hub.errors import StrictDataclassClassValidationError
-
 from moeclip_hf import MoECLIPConfig, MoECLIPModel, MoECLIPProcessor
+from moeclip_hf.benchmarks import BENCHMARKS
 from moeclip_hf.configuration import COMPATIBILITY_FIELDS
 from moeclip_hf.modeling.heads import patch_aggregation
 from moeclip_hf.modeling.maps import fuse_image_score, image_anomaly_score, patch_logits, probability_anomaly_map
 from moeclip_hf.modeling.modeling_moeclip import resize_position_embeddings
 from moeclip_hf.modeling.moe_lora import MoELoraLayer
-from moeclip_hf.modeling.prompts import DESCRIPTION_SETS
+from moeclip_hf.modeling.prompts import class_wording, describe
 from moeclip_hf.testing import randomize_moe, tiny_config, tiny_processor
 
 
@@ -226,23 +226,30 @@ def test_paa_pools_the_raw_states_before_the_layer_norm_and_the_projection():
 @pytest.mark.parametrize("leaky_relu", [False, True])
 @pytest.mark.parametrize("offset", [0.0, 50.0])
 def test_the_one_projection_form_equals_pooling_normalising_and_projecting_each_scale(leaky_relu, offset):
-    """float32, a tiny model's geometry (8 x 8 grid, d 64, e 32), states with and without a large common offset."""
+    """A tiny model's geometry (8 x 8 grid, d 64, e 32), states with and without a large common offset: the model's
+    form equals proj(LN(PAA(x))) written out (pool the d-dimensional states, layer norm, project each scale),
+    exactly in float64 and within 1e-5 of the largest feature in float32."""
     model = MoECLIPModel(tiny_config(segmentation_leaky_relu=leaky_relu)).eval()
     with torch.no_grad():
         model.vision_model.post_layernorm.weight.normal_(1.0, 0.2, generator=torch.Generator().manual_seed(0))
         model.vision_model.post_layernorm.bias.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(1))
     states = torch.randn(2, 65, 64, generator=torch.Generator().manual_seed(2)) * 3 + offset
     grid = model.config.grid_size
-    for position, projection in enumerate(model.segmentation_projections):
-        with torch.no_grad():
-            pooled = patch_aggregation(states[:, 1:].transpose(1, 2).unflatten(-1, (grid, grid)), model.config.paa_scales)
-            normed = model.vision_model.post_layernorm(pooled.flatten(-2).transpose(-1, -2))
-            expected = projection(normed)
-            expected = F.leaky_relu(expected) if leaky_relu else expected
-            features = segmentation_features(model, states, position)
-        expected = expected.transpose(-1, -2).unflatten(-1, (grid, grid))
-        scale = expected.abs().max()
-        torch.testing.assert_close(features, expected, rtol=0, atol=1e-5 * scale)
+
+    def written_out(model: MoECLIPModel, states: torch.Tensor, position: int) -> torch.Tensor:
+        pooled = patch_aggregation(states[:, 1:].transpose(1, 2).unflatten(-1, (grid, grid)), model.config.paa_scales)
+        features = model.segmentation_projections[position](model.vision_model.post_layernorm(pooled.flatten(-2).transpose(-1, -2)))
+        features = F.leaky_relu(features) if leaky_relu else features
+        return features.transpose(-1, -2).unflatten(-1, (grid, grid))
+
+    with torch.no_grad():
+        single = [segmentation_features(model, states, position) for position in range(2)]
+        model.double()
+        for position in range(2):
+            expected = written_out(model, states.double(), position)
+            torch.testing.assert_close(segmentation_features(model, states.double(), position), expected, rtol=0, atol=1e-12)
+            scale = expected.abs().max().item()
+            torch.testing.assert_close(single[position].double(), expected, rtol=0, atol=1e-5 * scale)
 
 
 def test_the_forward_turns_the_post_moe_states_into_the_logits_of_their_features(tiny):
@@ -299,16 +306,19 @@ def test_the_trainable_text_projection_replaces_clips_projection_on_the_eot_stat
 
 def test_the_released_class_descriptions_are_the_released_strings_verbatim():
     processor = tiny_processor()
-    assert processor.prompt_sentences("capsule", "mvtec", "released")[:2] == ["black asd orange capsule.", "a photo of black asd orange capsule."]
-    assert processor.prompt_sentences("capsule", "mvtec")[0] == "black and orange capsule."
     long_01 = ("Bright concentric rings in neon yellow and blue tones against a dark blue background, resembling a "
                "stylized wave or energy field radiating outward.")
-    assert processor.prompt_sentences("01", "btad", "released")[0] == long_01 + "."
-    changed = {(dataset, name) for dataset, table in DESCRIPTION_SETS["paper"].items() for name in table
-               if DESCRIPTION_SETS["released"][dataset][name] != table[name]}
+    for dataset, name, released in (("mvtec", "capsule", "black asd orange capsule"), ("btad", "01", long_01)):
+        assert describe(name, dataset, released=True) == released != describe(name, dataset)
+        assert class_wording(name, describe(name, dataset), "released") == released
+        ids = processor(class_names=[name], dataset=dataset, class_descriptions="released")["prompt_input_ids"]
+        assert torch.equal(ids, processor.tokenize_descriptions([released])["prompt_input_ids"])
+    assert class_wording("capsule", "my own capsule words", "released") == "my own capsule words"
+    changed = {(entry.name, name) for entry in BENCHMARKS.values() for name in entry.descriptions
+               if entry.describe(name, released=True) != entry.describe(name)}
     assert changed == {("mvtec", "capsule"), ("btad", "01")}
-    ids = processor(class_names=["capsule"], dataset="mvtec", class_descriptions="released")["prompt_input_ids"]
-    assert not torch.equal(ids, processor(class_names=["capsule"], dataset="mvtec")["prompt_input_ids"])
+    with pytest.raises(ValueError, match="class_descriptions"):
+        processor(class_names=["capsule"], class_descriptions="verbatim")
 
 
 def test_compatibility_released_sets_every_deviation_and_the_towers_activation():

@@ -162,7 +162,7 @@ def test_a_root_without_images_fails_before_any_work(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     output = tmp_path / "run"
-    with pytest.raises(TrainingConfigurationError, match="no mvtec classes"):
+    with pytest.raises(TrainingConfigurationError, match="no MVTec-AD \\(mvtec\\) layout found under"):
         train(ModelArguments(clip="tiny"), DataArguments(dataset="mvtec", data_root=str(empty)), training_args(output))
     assert not output.exists()
 

@@ -7,9 +7,10 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
 
+from ..benchmarks import DOMAINS
 from ..modeling.moe_lora.config import MoELoraConfig
+from ..modeling.prompts import CLASS_DESCRIPTION_SETS
 
-DOMAINS = ("industrial", "medical")
 #: The values of `MoECLIPConfig.compatibility`: the paper's method, or the authors' released code as it runs.
 COMPATIBILITY_MODES = ("paper", "released")
 #: Every way the released code departs from the paper (METHOD.md, "What the released code actually runs"), as
@@ -34,7 +35,6 @@ RELEASED_HIDDEN_ACT = "gelu"
 #: `protocol_normalization` values: min-max normalise a class's summed maps always (METHOD.md), or only when
 #: they leave [0, 1] (the released protocol).
 PROTOCOL_NORMALIZATIONS = ("always", "outside_unit_range")
-CLASS_DESCRIPTION_SETS = ("paper", "released")
 _MOE_FIELDS = ("layers", "num_experts", "top_k", "r", "lora_alpha", "lora_dropout", "residual_weight", "eps", "use_fofs", "fofs_seed")
 #: Upper bound on a few sizes so that a hostile config.json fails validation before anything is allocated.
 _MAX_IMAGE_SIZE = 8192
@@ -360,7 +360,6 @@ _VIT_L14_336_TEXT = {
 }
 
 __all__ = [
-    "CLASS_DESCRIPTION_SETS",
     "COMPATIBILITY_FIELDS",
     "COMPATIBILITY_MODES",
     "DOMAINS",

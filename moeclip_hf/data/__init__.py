@@ -8,8 +8,8 @@ torch.Size([3, 518, 518])
 """
 
 from .images import read_image, read_mask, read_pair, to_rgb
-from .layouts import BENCHMARKS, BenchmarkLayout, Sample
-from .loading import FEATURES, collect_samples, list_benchmarks, load_benchmark, samples_to_dataset, validate_images
+from .layouts import ROUTES, BenchmarkLayout, LayoutNotFoundError, Sample, list_benchmarks, open_layout
+from .loading import FEATURES, class_settings, collect_samples, load_benchmark, samples_to_dataset, validate_images
 from .synthetic import CATEGORIES, DEFECTS, GeneratedImage, SyntheticSample, generate, generate_splits, render
 from .transforms import (
     CLIP_MEAN,
@@ -24,7 +24,6 @@ from .transforms import (
 )
 
 __all__ = [
-    "BENCHMARKS",
     "CATEGORIES",
     "CLIP_MEAN",
     "CLIP_STD",
@@ -35,8 +34,11 @@ __all__ = [
     "ExampleTransform",
     "GeneratedImage",
     "JointAugmentation",
+    "LayoutNotFoundError",
+    "ROUTES",
     "Sample",
     "SyntheticSample",
+    "class_settings",
     "collect_samples",
     "generate",
     "generate_splits",
@@ -44,6 +46,7 @@ __all__ = [
     "load_benchmark",
     "make_transform",
     "normalize_pixels",
+    "open_layout",
     "preprocess_image",
     "preprocess_mask",
     "read_image",

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datasets import ClassLabel, Dataset, DatasetInfo, Features, Image, Value
 
 from .images import read_pair, source_name
-from .layouts import BENCHMARKS, BenchmarkLayout, JSONLines, Sample
+from .layouts import BenchmarkLayout, Sample, open_layout
 from .transforms import make_transform
 
 logger = logging.getLogger(__name__)
@@ -36,11 +36,6 @@ FEATURES = Features(
 )
 
 
-def list_benchmarks() -> list[str]:
-    """The names :func:`load_benchmark` accepts, sorted."""
-    return sorted(BENCHMARKS)
-
-
 def load_benchmark(
     name: str,
     root: str | os.PathLike[str],
@@ -50,12 +45,14 @@ def load_benchmark(
     augment: bool = False,
     meta_file: str | os.PathLike[str] | None = None,
     skip_unreadable: bool = False,
+    keep_folders: bool = False,
 ) -> Dataset:
     """Load one benchmark split as a ``datasets.Dataset``, classes sorted, files sorted within a class.
 
     Args:
-        name: a name of :func:`list_benchmarks` ("mvtec", "visa", "brain_mri", "jsonl", ...).
-        root: the benchmark's root folder, laid out as its layout class documents.
+        name: a name of ``layouts.list_benchmarks()`` ("mvtec", "visa", "brain_mri", "jsonl", ...).
+        root: the benchmark's root folder, laid out as one of its layouts documents (``layouts.ROUTES``), or
+            the download folder that wraps it (RSDD's ``Metal15/``, Endo's ``test dataset/``, ...).
         split: the split folder or table value, "test" for the zero-shot benchmarks.
         classes: restrict to these classes; an unknown name is an error listing the known ones.
         image_size: None gives rows with an RGB ``PIL`` image and a binary "L" mask (or None);
@@ -66,19 +63,18 @@ def load_benchmark(
         meta_file: the JSON-lines file of the "jsonl" layout (default ``<root>/meta.jsonl``).
         skip_unreadable: decode every file now and drop the samples that fail (see
             :func:`validate_images`) instead of failing when such a row is read.
+        keep_folders: read every class folder as its own class (DTD-Synthetic: the 12 folders instead of
+            the released protocol's 8 classes, the five Woven folders pooled).
 
     Raises:
-        FileNotFoundError: the root, a layout's folder or table, or a listed file is missing.
+        FileNotFoundError: the root, a layout's folder or table, a mask or a listed file is missing
+            (``layouts.LayoutNotFoundError`` when the root holds no known layout: its message says what
+            was tried, what was found and where the right root is).
         ValueError: unknown benchmark or class, a class without images, a table line that is
             malformed or points outside the root.
     """
-    key = name.lower()
-    if key not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r}; expected one of {list_benchmarks()}")
-    if meta_file is not None and key != "jsonl":
-        raise ValueError(f"meta_file only applies to the 'jsonl' layout, not to {name!r}")
     transform = make_transform(image_size, augment)
-    layout = BENCHMARKS[key](root) if meta_file is None else JSONLines(root, meta_file=meta_file)
+    layout = open_layout(name, root, meta_file=meta_file, keep_folders=keep_folders)
     dataset = samples_to_dataset(collect_samples(layout, split, classes), layout, split)
     if skip_unreadable:
         dataset, _ = validate_images(dataset)
@@ -88,7 +84,8 @@ def load_benchmark(
 def collect_samples(layout: BenchmarkLayout, split: str, classes: str | Sequence[str] | None = None) -> list[Sample]:
     """The samples of the requested classes, class by class in sorted order.
 
-    Fails early and by name: an empty root, an unknown class, a class without images.
+    Fails early and by name: an empty root, an unknown class, a class without images, an anomalous image
+    without its mask (the first problem the layout met; ``moeclip data check`` lists them all).
     """
     available = layout.classes(split)
     if not available:
@@ -108,6 +105,9 @@ def collect_samples(layout: BenchmarkLayout, split: str, classes: str | Sequence
         if not class_samples:
             raise ValueError(f"{layout.name} class {class_name!r} has no images in split {split!r} under {layout.root}")
         samples += class_samples
+    if layout.problems:
+        more = f" (and {len(layout.problems) - 1} more problems: moeclip data check lists them)" if len(layout.problems) > 1 else ""
+        raise FileNotFoundError(layout.problems[0] + more)
     return samples
 
 
@@ -125,8 +125,25 @@ def samples_to_dataset(samples: Sequence[Sample], layout: BenchmarkLayout, split
         "domain": [domains[sample.class_name] for sample in samples],
         "path": [str(sample.image_path) for sample in samples],
     }
-    info = DatasetInfo(description=f"{layout.name} {split} split read from {layout.root}", features=FEATURES)
+    description = f"{layout.name} {split} split read from {layout.root} as {type(layout).__name__} ({layout.pattern})"
+    if layout.note:
+        description += f"; {layout.note}"
+    info = DatasetInfo(description=description, features=FEATURES)
     return Dataset.from_dict(columns, features=FEATURES, info=info)
+
+
+def class_settings(dataset: Dataset) -> dict[str, tuple[str, str]]:
+    """Class -> (description, domain), read from the Arrow columns; a class whose rows disagree is refused."""
+    columns = dataset.data
+    settings: dict[str, tuple[str, str]] = {}
+    rows = zip(*(columns.column(name).to_pylist() for name in ("class_name", "description", "domain")), strict=True)
+    for class_name, description, domain in rows:
+        if settings.setdefault(class_name, (description, domain)) != (description, domain):
+            raise ValueError(
+                f"class {class_name!r} has rows with (description, domain) {settings[class_name]} and "
+                f"{(description, domain)}: one class is scored with one prompt set and one domain."
+            )
+    return settings
 
 
 def validate_images(dataset: Dataset) -> tuple[Dataset, list[str]]:

@@ -9,7 +9,7 @@ from PIL import Image
 from transformers import BatchFeature, CLIPImageProcessorPil, ProcessorMixin
 
 from .image_conversion import to_rgb
-from .prompts import describe, prompt_sentences
+from .prompts import CLASS_DESCRIPTION_SETS, describe, prompt_sentences
 
 #: CLIP's text context length; prompts are padded to the longest in a call and truncated here.
 MAX_PROMPT_LENGTH = 77
@@ -77,27 +77,47 @@ class MoECLIPProcessor(ProcessorMixin):
     def tokenize_prompts(
         self, class_names: Sequence[str], dataset: str | None = None, class_descriptions: str = "paper"
     ) -> dict[str, torch.Tensor]:
-        """Prompt ids (N, P, L) and mask for N class names; each set holds the normal then the abnormal sentences."""
+        """Prompt ids (N, P, L) and mask for N class names; each set holds the normal then the abnormal sentences.
+
+        Each name is first turned into its description (`prompts.describe`, `dataset` disambiguating), in the
+        "paper" wording or, with `class_descriptions="released"`, the released code's.
+        """
         if not class_names:
             raise ValueError("class_names is empty: give one class name, or one per image.")
         for name in class_names:
             if not isinstance(name, str):
                 raise ValueError(f"class names must be strings; got {type(name).__name__}.")
-        sentence_sets = [self.prompt_sentences(name, dataset, class_descriptions) for name in class_names]
+        if class_descriptions not in CLASS_DESCRIPTION_SETS:
+            raise ValueError(f"class_descriptions must be one of {CLASS_DESCRIPTION_SETS}; got {class_descriptions!r}.")
+        released = class_descriptions == "released"
+        return self.tokenize_descriptions([describe(name, dataset, released=released) for name in class_names])
+
+    def tokenize_descriptions(self, descriptions: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Prompt ids (N, P, L) and mask for N descriptions used as they are (a dataset row's `description`).
+
+        Unlike `tokenize_prompts`, nothing is looked up: "brain" stays "brain" even though it is also the
+        name of a benchmark class described as "scan".
+        """
+        if not descriptions:
+            raise ValueError("descriptions is empty: give one description per prompt set.")
+        for description in descriptions:
+            if not isinstance(description, str) or not description.strip():
+                raise ValueError(f"descriptions must be non-empty strings; got {description!r}.")
+        sentence_sets = [self.description_sentences(description) for description in descriptions]
         flat = [sentence for sentences in sentence_sets for sentence in sentences]
         encoded = self.tokenizer(
             flat, padding=True, truncation=True, max_length=MAX_PROMPT_LENGTH, return_tensors="pt"
         )
         per_set = len(sentence_sets[0])
         return {
-            "prompt_input_ids": encoded["input_ids"].reshape(len(class_names), per_set, -1),
-            "prompt_attention_mask": encoded["attention_mask"].reshape(len(class_names), per_set, -1),
+            "prompt_input_ids": encoded["input_ids"].reshape(len(descriptions), per_set, -1),
+            "prompt_attention_mask": encoded["attention_mask"].reshape(len(descriptions), per_set, -1),
         }
 
     @staticmethod
-    def prompt_sentences(class_name: str, dataset: str | None = None, class_descriptions: str = "paper") -> list[str]:
-        """The normal then abnormal sentences of a class (METHOD.md, "Text side")."""
-        normal, abnormal = prompt_sentences(describe(class_name, dataset, class_descriptions))
+    def description_sentences(description: str) -> list[str]:
+        """The normal then abnormal sentences of a description (METHOD.md, "Text side")."""
+        normal, abnormal = prompt_sentences(description)
         return normal + abnormal
 
     @property

@@ -1,11 +1,13 @@
 """The MoECLIP prompt ensemble and the benchmarks' class descriptions (METHOD.md, "Text side").
 
-A class name is turned into a *description* (the benchmark's own wording where one exists), and the
-description into two groups of sentences: normal and abnormal. The text tower encodes each group and
-averages it into T_N and T_A.
+A class name is turned into a *description* (the benchmark's own wording where one exists, read from the
+benchmarks table ``moeclip_hf.benchmarks``), and the description into two groups of sentences: normal and
+abnormal. The text tower encodes each group and averages it into T_N and T_A.
 """
 
 from __future__ import annotations
+
+from ..benchmarks import BENCHMARKS, CLASS_AGNOSTIC_DESCRIPTION, find_class, get_benchmark
 
 TEMPLATES: tuple[str, ...] = ("{}.", "a photo of {}.")
 NORMAL_STATES: tuple[str, ...] = ("{}", "a {}", "the {}")
@@ -17,144 +19,57 @@ ABNORMAL_STATES: tuple[str, ...] = (
     "a {} with damage",
 )
 
-CLASS_AGNOSTIC_DESCRIPTION = "object"
+#: The description sets a prompt can use (`MoECLIPConfig.class_descriptions`): the benchmarks table's, or the
+#: released code's strings verbatim where they differ (`Benchmark.released_descriptions`).
+CLASS_DESCRIPTION_SETS = ("paper", "released")
 
-INDUSTRIAL_DATASETS: tuple[str, ...] = ("mvtec", "visa", "btad", "rsdd", "dtd")
-MEDICAL_DATASETS: tuple[str, ...] = (
-    "brain_mri",
-    "liver_ct",
-    "retina_oct",
-    "head_ct",
-    "colondb",
-    "clinicdb",
-    "cvc300",
-    "endo",
-    "kvasir",
-)
-
-_DTD_FAMILIES = ("Blotchy", "Fibrous", "Marbled", "Matted", "Mesh", "Perforated", "Stratified", "Woven")
-#: The 12 DTD-Synthetic classes; each is described by its texture family.
-DTD_CLASSES = (
-    "Blotchy_099", "Fibrous_183", "Marbled_078", "Matted_069", "Mesh_114", "Perforated_037",
-    "Stratified_154", "Woven_001", "Woven_068", "Woven_104", "Woven_125", "Woven_127",
-)
-
-#: dataset -> {class name -> description}, the released constants (METHOD.md, last table).
-CLASS_DESCRIPTIONS: dict[str, dict[str, str]] = {
-    "mvtec": {
-        "bottle": "dark bottle",
-        "cable": "top view of three cables",
-        "capsule": "black and orange capsule",
-        "carpet": "gray carpet",
-        "grid": "metal or plastic mesh",
-        "hazelnut": "single brown hazelnut",
-        "leather": "brown leather",
-        "metal_nut": "metal nut which has four notched edges",
-        "pill": "oval white pill with small red speckles and the letters 'FF' engraved",
-        "screw": "screw",
-        "tile": "speckled tile surface",
-        "transistor": "a three-legged transistor placed vertically",
-        "toothbrush": "toothbrush head",
-        "wood": "wood surface",
-        "zipper": "a black zipper",
-    },
-    "visa": {
-        "candle": "candle",
-        "capsules": "capsules",
-        "cashew": "cashew nut",
-        "chewinggum": "chewing gum",
-        "fryum": "wheel-shaped fryum snack",
-        "macaroni1": "orange macaroni",
-        "macaroni2": "scattered yellow macaroni",
-        "pcb1": "dual ultrasonic distance sensor pcb module",
-        "pcb2": "integrated circuits board",
-        "pcb3": "infrared sensor pcb module",
-        "pcb4": "battery charging pcb module",
-        "pipe_fryum": "pipe-shaped fryum",
-    },
-    "btad": {
-        "01": "bright concentric rings in neon yellow and blue tones against a dark blue background",
-        "02": "vertical fabric lines in warm, dusty pink and beige tones",
-        "03": "oval concentric circular rings in gradient shades of blue and white",
-    },
-    "rsdd": {"rsdd": "metal"},
-    "dtd": {name: name.split("_", 1)[0] for name in DTD_CLASSES},
-    "brain_mri": {"brain": "scan"},
-    "liver_ct": {"liver": "scan"},
-    "retina_oct": {"retina": "scan"},
-    "head_ct": {"head_ct": "scan"},
-    "colondb": {"colondb": "colon endoscopy image"},
-    "clinicdb": {"clinicdb": "colon endoscopy image"},
-    "cvc300": {"cvc300": "colon endoscopy image"},
-    "kvasir": {"kvasir": "colon endoscopy image"},
-    "endo": {"endo": "polyp"},
-}
-
-#: Where the released code's class descriptions differ from the table above (METHOD.md, "What the released code
-#: actually runs"), verbatim, typo included: `MoECLIPConfig(class_descriptions="released")` prompts with these.
-RELEASED_DESCRIPTION_CHANGES: dict[str, dict[str, str]] = {
-    "mvtec": {"capsule": "black asd orange capsule"},
-    "btad": {
-        "01": "Bright concentric rings in neon yellow and blue tones against a dark blue background, resembling a "
-        "stylized wave or energy field radiating outward."
-    },
-}
-
-#: The description sets a prompt can use: "paper" (`CLASS_DESCRIPTIONS`) or "released" (with the changes above).
-DESCRIPTION_SETS: dict[str, dict[str, dict[str, str]]] = {
-    "paper": CLASS_DESCRIPTIONS,
-    "released": {
-        dataset: {**table, **RELEASED_DESCRIPTION_CHANGES.get(dataset, {})} for dataset, table in CLASS_DESCRIPTIONS.items()
-    },
-}
-
-#: Per description set, class name -> description over all benchmarks (for calls without a dataset).
-_DESCRIPTION_BY_CLASS: dict[str, dict[str, str]] = {
-    name: {class_name: description for table in tables.values() for class_name, description in table.items()}
-    for name, tables in DESCRIPTION_SETS.items()
-}
+#: dataset -> {class name -> description}, read from the benchmarks table (METHOD.md, last table).
+CLASS_DESCRIPTIONS: dict[str, dict[str, str]] = {name: dict(entry.descriptions) for name, entry in BENCHMARKS.items()}
 
 
 def dataset_domain(dataset: str) -> str:
     """`"industrial"` or `"medical"` for a benchmark name (METHOD.md: the domains)."""
-    key = dataset.lower()
-    if key in INDUSTRIAL_DATASETS:
-        return "industrial"
-    if key in MEDICAL_DATASETS:
-        return "medical"
-    raise ValueError(
-        f"Unknown dataset {dataset!r}: expected one of {sorted(INDUSTRIAL_DATASETS + MEDICAL_DATASETS)}."
-    )
+    return get_benchmark(dataset).domain
 
 
-def describe(class_name: str, dataset: str | None = None, descriptions: str = "paper") -> str:
+def describe(class_name: str, dataset: str | None = None, released: bool = False) -> str:
     """The prompt description of `class_name`.
 
-    Known benchmark classes get their benchmark description (DTD-Synthetic classes such as
-    `Woven_001` map to their texture family), from the `descriptions` set: "paper" (METHOD.md's table)
-    or "released" (the released code's strings verbatim, `RELEASED_DESCRIPTION_CHANGES`). Any other name
-    is used as written, which is what lets users type free text such as "brain scan". An empty name
-    falls back to "object".
+    A class of a benchmark (its name, a case variant or an alias such as the released code's ``Brain`` or
+    ``Colon_clinicDB``) gets the benchmark's description, `dataset`'s own classes first; DTD-Synthetic's
+    folders (``Woven_001``) get their texture family. Any other name is used as written, with underscores
+    as spaces, which is what lets users type free text such as "brain scan". An empty name falls back to
+    "object". `released` gives the released code's wording where it differs (METHOD.md).
     """
-    if descriptions not in DESCRIPTION_SETS:
-        raise ValueError(f"descriptions must be one of {sorted(DESCRIPTION_SETS)}; got {descriptions!r}.")
     name = class_name.strip()
     if not name:
         return CLASS_AGNOSTIC_DESCRIPTION
-    if dataset is not None:
-        table = DESCRIPTION_SETS[descriptions].get(dataset.lower(), {})
-        if name in table:
-            return table[name]
-        if dataset.lower() == "dtd":
-            family = name.split("_", 1)[0]
-            if family in _DTD_FAMILIES:
-                return family
-    return _DESCRIPTION_BY_CLASS[descriptions].get(name, name.replace("_", " "))
+    in_dataset = dataset is not None and dataset.strip().lower() in BENCHMARKS
+    found = (in_dataset and find_class(name, dataset)) or find_class(name)
+    if found:
+        entry, canonical = found
+        return entry.describe(canonical, released=released)
+    return name.replace("_", " ")
+
+
+def class_wording(class_name: str, description: str, class_descriptions: str = "paper") -> str:
+    """What to prompt a class with, given the `description` its dataset rows carry.
+
+    With `class_descriptions="released"` (`MoECLIPConfig.class_descriptions`), a benchmark class whose rows carry
+    the benchmark's own description is prompted with the released code's wording where it differs (MVTec
+    ``capsule``, BTAD ``01``); a description of the user's own (free text, a JSON-lines line's) is kept.
+    """
+    if class_descriptions not in CLASS_DESCRIPTION_SETS:
+        raise ValueError(f"class_descriptions must be one of {CLASS_DESCRIPTION_SETS}; got {class_descriptions!r}.")
+    found = find_class(class_name) if class_descriptions == "released" else None
+    if found and found[0].describe(found[1]) == description:
+        return found[0].describe(found[1], released=True)
+    return description
 
 
 def is_known_class(class_name: str) -> bool:
-    """Whether `class_name` is one of the 14 benchmarks' classes (others fall back to their own name)."""
-    return class_name.strip() in _DESCRIPTION_BY_CLASS["paper"]
+    """Whether `class_name` names a class of the benchmarks table (others fall back to their own name)."""
+    return bool(class_name.strip()) and find_class(class_name) is not None
 
 
 def prompt_sentences(description: str) -> tuple[list[str], list[str]]:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from transformers import HfArgumentParser
 
-from ..data.loading import list_benchmarks
+from ..data.layouts import list_benchmarks
 
 #: The `--clip` value that selects the tiny offline CLIP of `moeclip_hf.testing` (tests and the demo).
 TINY_CLIP = "tiny"
@@ -177,7 +177,7 @@ class DataArguments:
     dataset: str = field(
         default="visa",
         metadata={
-            "help": "Benchmark layout of --data-root (mvtec, visa, btad, rsdd, dtd, the BMAD sets, jsonl), or "
+            "help": "Benchmark of --data-root (mvtec, visa, btad, rsdd, dtd, the BMAD sets, ..., jsonl), or "
             "'synthetic' to generate the procedural benchmark and train on its seen categories. Zero-shot "
             "training uses an auxiliary dataset: VisA, or MVTec-AD when VisA is the target."
         },

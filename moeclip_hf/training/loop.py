@@ -35,13 +35,14 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
-from ..data.loading import load_benchmark
+from ..configuration import MoECLIPConfig
+from ..data.loading import class_settings, load_benchmark
 from ..data.synthetic import generate_splits
 from ..data.transforms import ClipPreprocess, JointAugmentation
-from ..configuration import MoECLIPConfig
 from ..modeling.modeling_moeclip import MoECLIPModel
 from ..modeling.moe_lora import MoELoraLayer
 from ..modeling.processing_moeclip import MoECLIPProcessor, clip_image_processor
+from ..modeling.prompts import class_wording
 from ..testing import tiny_config, tiny_processor
 from .arguments import (
     LEARNING_RATES,
@@ -317,8 +318,8 @@ def ensure_synthetic_data(root: Path, data_args: DataArguments) -> Path:
     return root / SYNTHETIC_TRAIN_ROOT
 
 
-def load_training_rows(data_args: DataArguments, output_dir: Path, accelerator: Accelerator) -> tuple[Dataset, str]:
-    """The training split as decoded rows, and the benchmark name that describes its classes.
+def load_training_rows(data_args: DataArguments, output_dir: Path, accelerator: Accelerator) -> Dataset:
+    """The training split as decoded rows; each row's `description` is its class's prompt wording.
 
     Raises `TrainingConfigurationError` for a root without images, unknown classes or classes without images.
     """
@@ -337,7 +338,7 @@ def load_training_rows(data_args: DataArguments, output_dir: Path, accelerator: 
         raise TrainingConfigurationError(message) from error
     if len(rows) == 0:
         raise TrainingConfigurationError(f"--dataset {data_args.dataset} at {root} has no images of these classes.")
-    return rows, benchmark
+    return rows
 
 
 def make_dataloader(
@@ -389,11 +390,10 @@ class ClassPrompts:
         cls,
         model: MoECLIPModel,
         processor: MoECLIPProcessor,
-        class_names: Sequence[str],
-        dataset: str,
+        descriptions: Sequence[str],
         device: torch.device,
     ) -> ClassPrompts:
-        tokens = processor.tokenize_prompts(list(class_names), dataset, model.config.class_descriptions)
+        tokens = processor.tokenize_descriptions(list(descriptions))
         input_ids = tokens["prompt_input_ids"].to(device)
         attention_mask = tokens["prompt_attention_mask"].to(device)
         was_training = model.training
@@ -562,7 +562,6 @@ class PreparedRun:
 def prepare_run(
     accelerator: Accelerator,
     rows: Dataset,
-    benchmark: str,
     model_args: ModelArguments,
     data_args: DataArguments,
     training_args: TrainingArguments,
@@ -583,7 +582,10 @@ def prepare_run(
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
     register_model_state_hooks(accelerator, processor)
     device = accelerator.device
-    prompts = ClassPrompts.build(accelerator.unwrap_model(model), processor, class_names, benchmark, device)
+    settings = class_settings(rows)
+    wording = model.config.class_descriptions
+    descriptions = [class_wording(name, settings[name][0], wording) for name in class_names]
+    prompts = ClassPrompts.build(accelerator.unwrap_model(model), processor, descriptions, device)
     return PreparedRun(model, processor, optimizer, scheduler, dataloader, prompts, parameters)
 
 
@@ -668,11 +670,11 @@ def _train(
 ) -> TrainResult:
     output_dir = training_args.output_path
     checkpoints_dir = output_dir / CHECKPOINTS_DIR
-    rows, benchmark = load_training_rows(data_args, output_dir, accelerator)
+    rows = load_training_rows(data_args, output_dir, accelerator)
     if accelerator.is_main_process:
         initialise_output_dir(output_dir, arguments, training_args.overwrite)
     accelerator.wait_for_everyone()
-    run = prepare_run(accelerator, rows, benchmark, model_args, data_args, training_args)
+    run = prepare_run(accelerator, rows, model_args, data_args, training_args)
 
     state = TrainerState(num_processes=accelerator.num_processes, batch_size=training_args.batch_size)
     checkpoint_path = None

@@ -1,53 +1,32 @@
-"""One class per benchmark folder layout, and the registry that names them (anomalib-style)."""
+"""Folder layouts: one small class per folder convention (anomalib-style), and the routes that say which
+conventions each benchmark is read from (:data:`ROUTES`, :func:`open_layout`)."""
 
 from .base import BenchmarkLayout, Sample
-from .bmad import CVC300, BMADLayout, BrainMRI, ClinicDB, ColonDB, ColonLayout, Endo, HeadCT, Kvasir, LiverCT, RetinaOCT
-from .jsonl import JSONLines
-from .mvtec import BTAD, RSDD, DTDSynthetic, MVTecAD, MVTecLayout
-from .visa import VisA
-
-#: Benchmark name -> layout class; the names are those of ``prompts.CLASS_DESCRIPTIONS`` plus "jsonl".
-BENCHMARKS: dict[str, type[BenchmarkLayout]] = {
-    layout.name: layout
-    for layout in (
-        MVTecAD,
-        VisA,
-        BTAD,
-        RSDD,
-        DTDSynthetic,
-        BrainMRI,
-        LiverCT,
-        RetinaOCT,
-        HeadCT,
-        ColonDB,
-        ClinicDB,
-        CVC300,
-        Kvasir,
-        Endo,
-        JSONLines,
-    )
-}
+from .bmad import BMADFolders
+from .folders import ClassFolders, StateFolders
+from .jsonl import JSONL, JSONLines
+from .labelled import DAGMKaggle, KaggleHeadCT, KolektorParts, YesNoFolders
+from .paired import ImageMaskFolders
+from .routing import ROUTES, LayoutNotFoundError, list_benchmarks, open_layout
+from .visa import VisADataTree, VisASplitTable
 
 __all__ = [
-    "BENCHMARKS",
-    "BTAD",
-    "CVC300",
-    "RSDD",
-    "BMADLayout",
+    "JSONL",
+    "ROUTES",
+    "BMADFolders",
     "BenchmarkLayout",
-    "BrainMRI",
-    "ClinicDB",
-    "ColonDB",
-    "ColonLayout",
-    "DTDSynthetic",
-    "Endo",
-    "HeadCT",
+    "ClassFolders",
+    "DAGMKaggle",
+    "ImageMaskFolders",
     "JSONLines",
-    "Kvasir",
-    "LiverCT",
-    "MVTecAD",
-    "MVTecLayout",
-    "RetinaOCT",
+    "KaggleHeadCT",
+    "KolektorParts",
+    "LayoutNotFoundError",
     "Sample",
-    "VisA",
+    "StateFolders",
+    "VisADataTree",
+    "VisASplitTable",
+    "YesNoFolders",
+    "list_benchmarks",
+    "open_layout",
 ]
