@@ -29,6 +29,7 @@ from moeclip_hf.conversion.released import (
     state_dict_to_released,
 )
 from moeclip_hf.conversion.tokenizer import clip_tokenizer_from_bpe, load_clip_tokenizer
+from moeclip_hf.hub import render_model_card
 from moeclip_hf.modeling.maps import image_anomaly_score, protocol_anomaly_map
 from moeclip_hf.testing import randomize_moe, tiny_config
 from released_files import adapter_value, clip_value, write_released_files
@@ -369,6 +370,9 @@ def test_a_converted_folder_is_used_like_any_other_model(tiny_released, tmp_path
     assert detector.model.config.compatibility == "released"
     result = detector(str(RELEASED / "scratch.png"), class_name="capsule", dataset="mvtec")
     assert 0.0 <= result["score"] <= 1.0 and result["anomaly_map"].size == (256, 256)
+    card = render_model_card(detector.model.config)
+    assert "released-code compatibility mode" in card and "tight frame loss keeps" not in card
+    assert "tight frame loss keeps" in render_model_card(tiny_config())
     prompts = detector.preprocess(str(RELEASED / "scratch.png"), class_name="capsule", dataset="mvtec")
     expected = detector.processor.tokenize_descriptions(["black asd orange capsule"])["prompt_input_ids"]
     assert torch.equal(prompts["prompt_input_ids"], expected)

@@ -87,41 +87,80 @@ def check_released_structure(
         )
 
 
-def released_shapes(model: MoECLIPModel) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
-    """The keys and shapes of `image_adapter` and `text_adapter` that a model of this configuration maps to."""
+#: Where each released weight lives in a `MoECLIPModel` state dict: (part of the checkpoint, released key,
+#: model key, index along the model tensor's expert dim or None). Built per configuration by `released_layout`.
+ReleasedEntry = tuple[str, str, str, int | None]
+
+
+def released_layout(model: MoECLIPModel) -> list[ReleasedEntry]:
+    """The one mapping between a released checkpoint and a model, used to import and to export.
+
+    The i-th MoE layer's router, A and B (stacked over experts in the model), the i-th feature layer's
+    segmentation projection, the image head and the text adapter.
+    """
     config = model.config
-    hidden, embed = config.vision_config.hidden_size, config.projection_dim
-    moe = config.moe
-    image = {}
-    for index in range(len(config.moe["layers"])):
-        image[f"moe_adapters.{index}.gate.weight"] = (moe["num_experts"], hidden)
-        for expert in range(moe["num_experts"]):
-            image[f"moe_adapters.{index}.experts.{expert}.lora_A.weight"] = (moe["r"], hidden)
-            image[f"moe_adapters.{index}.experts.{expert}.lora_B.weight"] = (hidden, moe["r"])
+    a_name = "moe_fofs_A" if config.moe["use_fofs"] else "moe_lora_A"
+    layout = []
+    for index, layer in enumerate(config.moe["layers"]):
+        prefix, experts = f"vision_model.encoder.layers.{layer - 1}", f"moe_adapters.{index}.experts"
+        layout.append(("image_adapter", f"moe_adapters.{index}.gate.weight", f"{prefix}.moe_router.default.weight", None))
+        for expert in range(config.moe["num_experts"]):
+            layout.append(("image_adapter", f"{experts}.{expert}.lora_A.weight", f"{prefix}.{a_name}.default", expert))
+            layout.append(("image_adapter", f"{experts}.{expert}.lora_B.weight", f"{prefix}.moe_lora_B.default", expert))
     for index in range(len(config.feature_layers)):
-        image[f"seg_proj.{index}.fc.weight"] = (embed, hidden)
-    image["det_proj.ln.weight"] = image["det_proj.ln.bias"] = (hidden,)
-    image["det_proj.adapter.0.weight"] = (hidden, 1, config.adapter_kernel_size)
-    image["det_proj.adapter.2.weight"] = (embed, hidden, 1)
-    text = {TEXT_ADAPTER_KEY: (embed, config.text_config.hidden_size)}
-    return image, text
+        layout.append(("image_adapter", f"seg_proj.{index}.fc.weight", f"segmentation_projections.{index}.weight", None))
+    for released, ours in (
+        ("det_proj.ln.weight", "image_head.layer_norm.weight"),
+        ("det_proj.ln.bias", "image_head.layer_norm.bias"),
+        ("det_proj.adapter.0.weight", "image_head.depthwise.weight"),
+        ("det_proj.adapter.2.weight", "image_head.pointwise.weight"),
+    ):
+        layout.append(("image_adapter", released, ours, None))
+    layout.append(("text_adapter", TEXT_ADAPTER_KEY, "text_projection.weight", None))
+    return layout
 
 
-def _check_against(found: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], path: Path, what: str) -> None:
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    if missing or unexpected:
-        raise ValueError(f"{path}: {what} does not fit the configuration: missing {missing[:8]}, unexpected {unexpected[:8]}.")
-    for key, shape in expected.items():
-        if tuple(found[key].shape) != shape:
+def released_to_state_dict(
+    model: MoECLIPModel, image_adapter: dict[str, torch.Tensor], text_adapter: dict[str, torch.Tensor], path: Path
+) -> dict[str, torch.Tensor]:
+    """The checkpoint's adapters as `model` state-dict entries, every key and shape checked against the model."""
+    parts = {"image_adapter": image_adapter, "text_adapter": text_adapter}
+    layout = released_layout(model)
+    for part, tensors in parts.items():
+        expected = {released for where, released, _, _ in layout if where == part}
+        missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+        if missing or unexpected:
+            raise ValueError(f"{path}: {part} does not fit the configuration: missing {missing[:8]}, unexpected {unexpected[:8]}.")
+    state = model.state_dict()
+    stacked: dict[str, dict[int, torch.Tensor]] = {}
+    mapped = {}
+    for part, released, ours, expert in layout:
+        tensor = parts[part][released]
+        shape = state[ours].shape[1:] if expert is not None else state[ours].shape
+        if tensor.shape != shape:
             raise ValueError(
-                f"{path}: {what}[{key!r}] has shape {tuple(found[key].shape)} but this configuration and CLIP file "
-                f"need {shape}: was the checkpoint trained on another CLIP or with other settings?"
+                f"{path}: {part}[{released!r}] has shape {tuple(tensor.shape)} but this configuration and CLIP file "
+                f"need {tuple(shape)}: was the checkpoint trained on another CLIP or with other settings?"
             )
+        if expert is None:
+            mapped[ours] = tensor
+        else:
+            stacked.setdefault(ours, {})[expert] = tensor
+    mapped.update({ours: torch.stack([experts[index] for index in sorted(experts)]) for ours, experts in stacked.items()})
+    return mapped
 
 
-def _moe_layer_names(model: MoECLIPModel) -> list[str]:
-    return [f"vision_model.encoder.layers.{layer - 1}" for layer in model.config.moe["layers"]]
+def state_dict_to_released(model: MoECLIPModel) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The inverse of `released_to_state_dict`: a model's adapters as `image_adapter` and `text_adapter`.
+
+    Every tensor gets its own storage: torch.save would otherwise write a whole stacked expert tensor per slice.
+    """
+    state = model.state_dict()
+    parts: dict[str, dict[str, torch.Tensor]] = {"image_adapter": {}, "text_adapter": {}}
+    for part, released, ours, expert in released_layout(model):
+        tensor = state[ours] if expert is None else state[ours][expert]
+        parts[part][released] = tensor.detach().float().clone().contiguous()
+    return parts["image_adapter"], parts["text_adapter"]
 
 
 def is_fofs(matrices: torch.Tensor, tolerance: float = 1e-4) -> bool:
@@ -144,54 +183,6 @@ def released_fofs(image_adapter: dict[str, torch.Tensor], num_layers: int, num_e
         is_fofs(torch.stack([image_adapter[f"moe_adapters.{index}.experts.{n}.lora_A.weight"] for n in range(num_experts)]))
         for index in range(num_layers)
     )
-
-
-def released_to_state_dict(
-    model: MoECLIPModel, image_adapter: dict[str, torch.Tensor], text_adapter: dict[str, torch.Tensor], path: Path
-) -> dict[str, torch.Tensor]:
-    """The checkpoint's adapters as `model` state-dict entries, every key and shape checked against its config."""
-    image_shapes, text_shapes = released_shapes(model)
-    _check_against(image_adapter, image_shapes, path, "image_adapter")
-    _check_against(text_adapter, text_shapes, path, "text_adapter")
-    num_experts = model.config.moe["num_experts"]
-    a_name = "moe_fofs_A" if model.config.moe["use_fofs"] else "moe_lora_A"
-    state = {}
-    for index, layer in enumerate(_moe_layer_names(model)):
-        experts = f"moe_adapters.{index}.experts"
-        state[f"{layer}.moe_router.default.weight"] = image_adapter[f"moe_adapters.{index}.gate.weight"]
-        state[f"{layer}.{a_name}.default"] = torch.stack([image_adapter[f"{experts}.{n}.lora_A.weight"] for n in range(num_experts)])
-        state[f"{layer}.moe_lora_B.default"] = torch.stack([image_adapter[f"{experts}.{n}.lora_B.weight"] for n in range(num_experts)])
-    for index in range(len(model.config.feature_layers)):
-        state[f"segmentation_projections.{index}.weight"] = image_adapter[f"seg_proj.{index}.fc.weight"]
-    state["image_head.layer_norm.weight"] = image_adapter["det_proj.ln.weight"]
-    state["image_head.layer_norm.bias"] = image_adapter["det_proj.ln.bias"]
-    state["image_head.depthwise.weight"] = image_adapter["det_proj.adapter.0.weight"]
-    state["image_head.pointwise.weight"] = image_adapter["det_proj.adapter.2.weight"]
-    state["text_projection.weight"] = text_adapter[TEXT_ADAPTER_KEY]
-    return state
-
-
-def state_dict_to_released(model: MoECLIPModel) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The inverse of `released_to_state_dict`: a model's adapters as `image_adapter` and `text_adapter`."""
-    state = model.state_dict()
-    a_name = "moe_fofs_A" if model.config.moe["use_fofs"] else "moe_lora_A"
-    image = {}
-    for index, layer in enumerate(_moe_layer_names(model)):
-        image[f"moe_adapters.{index}.gate.weight"] = state[f"{layer}.moe_router.default.weight"]
-        lora_a, lora_b = state[f"{layer}.{a_name}.default"], state[f"{layer}.moe_lora_B.default"]
-        for expert in range(model.config.moe["num_experts"]):
-            image[f"moe_adapters.{index}.experts.{expert}.lora_A.weight"] = lora_a[expert]
-            image[f"moe_adapters.{index}.experts.{expert}.lora_B.weight"] = lora_b[expert]
-    for index in range(len(model.config.feature_layers)):
-        image[f"seg_proj.{index}.fc.weight"] = state[f"segmentation_projections.{index}.weight"]
-    image["det_proj.ln.weight"] = state["image_head.layer_norm.weight"]
-    image["det_proj.ln.bias"] = state["image_head.layer_norm.bias"]
-    image["det_proj.adapter.0.weight"] = state["image_head.depthwise.weight"]
-    image["det_proj.adapter.2.weight"] = state["image_head.pointwise.weight"]
-    text = {TEXT_ADAPTER_KEY: state["text_projection.weight"]}
-    # Own storage per tensor: torch.save would otherwise write a whole stacked expert tensor for each slice.
-    contiguous = lambda tensors: {key: tensor.detach().float().clone().contiguous() for key, tensor in tensors.items()}  # noqa: E731
-    return contiguous(image), contiguous(text)
 
 
 def convert_released(
@@ -301,7 +292,7 @@ __all__ = [
     "is_fofs",
     "read_released_checkpoint",
     "released_fofs",
-    "released_shapes",
+    "released_layout",
     "released_to_state_dict",
     "state_dict_to_released",
 ]
