@@ -574,6 +574,8 @@ def prepare_run(
     # The released code trains in evaluation mode throughout: no ETF or balance loss, no LoRA dropout.
     model.train(not model.config.train_in_eval_mode)
     class_names = sorted(rows.unique("class_name"))
+    settings = class_settings(rows)
+    descriptions = [class_wording(name, settings[name][0], model.config.class_descriptions) for name in class_names]
     dataloader = make_dataloader(rows, class_names, model.config, data_args, training_args)
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     learning_rate = training_args.learning_rate or LEARNING_RATES[model.config.compatibility]
@@ -582,9 +584,6 @@ def prepare_run(
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
     register_model_state_hooks(accelerator, processor)
     device = accelerator.device
-    settings = class_settings(rows)
-    wording = model.config.class_descriptions
-    descriptions = [class_wording(name, settings[name][0], wording) for name in class_names]
     prompts = ClassPrompts.build(accelerator.unwrap_model(model), processor, descriptions, device)
     return PreparedRun(model, processor, optimizer, scheduler, dataloader, prompts, parameters)
 
