@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import demo
 from .data.synthetic import CATEGORIES
+from .inference.table_command import add_table_arguments, check_overlay_run, run_table, wants_table
 from .serve import add_serve_parser
 
 DESCRIPTION = """\
@@ -23,6 +24,7 @@ EPILOG = """\
 examples:
   moeclip demo                                      train + evaluate a tiny model on synthetic data, offline
   moeclip detect --model DIR part.png --class-name "metal nut" --output out/
+  moeclip detect --model DIR /data/today --class-name "metal nut" --output today.csv [--resume]
   moeclip data check --dataset mvtec --data-root /data/mvtec      counts, masks and problems, before a long run
   moeclip evaluate --model DIR --dataset mvtec --data-root /data/mvtec --output results/
   moeclip explain --model DIR part.png --class-name "metal nut" --output explain/
@@ -79,21 +81,28 @@ def run_demo(args: argparse.Namespace) -> int:
 def add_detect_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "detect",
-        help="score images and write overlay pictures",
-        description="Score each image, print the verdict, and write an overlay PNG (heat map and threshold contour).",
+        help="score images: overlay pictures, or a resumable table for many images",
+        description="Score each image, print the verdict, and write an overlay PNG (heat map and threshold contour). "
+        "With --output results.csv (or .jsonl), score many images into a table instead (see below).",
     )
-    parser.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, BMP, TIFF, ...)")
+    parser.add_argument("images", nargs="*", type=Path, help="image files (PNG, JPEG, BMP, TIFF, ...); for a table also "
+                        "folders, quoted glob patterns ('parts/**/*.png') and .txt lists of paths")
     parser.add_argument("--model", required=True, help="a saved MoECLIP model folder or Hub id")
     parser.add_argument("--class-name", required=True, help='what the images show, in free text ("bottle", "brain scan")')
     parser.add_argument("--threshold", type=float, default=None, help="score threshold (default: the model's)")
     parser.add_argument("--domain", choices=("industrial", "medical"), default=None, help="blur and score fusion (default: the model's)")
-    parser.add_argument("--output", type=Path, default=Path("moeclip-detect"), help="folder for the overlay PNGs")
+    parser.add_argument("--output", type=Path, default=Path("moeclip-detect"), help="folder for the overlay PNGs, "
+                        "or a result table results.csv / results.jsonl (both are written)")
+    add_table_arguments(parser)
     parser.set_defaults(run=run_detect)
 
 
 def run_detect(args: argparse.Namespace) -> int:
     from .detection import detect_images
 
+    if wants_table(args):
+        return run_table(args)
+    check_overlay_run(args)
     results = detect_images(
         args.model, args.images, args.class_name, output_dir=args.output, threshold=args.threshold, domain=args.domain
     )
@@ -113,7 +122,9 @@ def add_evaluate_parser(subparsers) -> None:
         help="per-class image and pixel AUROC / AP / AUPRO / F1-max tables",
         description="Run a model over benchmark datasets and print per-class tables (Markdown) with the mean row "
         "and, when the classes are exactly MVTec-AD's or VisA's, the paper's figures; write results.json, results.md and "
-        "one CSV per dataset. Each class is scored with its rows' description (prompts) and domain (blur, fusion).",
+        "one CSV per dataset. Each class is scored with its rows' description (prompts) and domain (blur, fusion). "
+        "Under `accelerate launch -m moeclip_hf.cli evaluate ...` or `torchrun ... -m moeclip_hf.cli evaluate ...` "
+        "the processes share the images and the main one writes the same tables as a single process would.",
     )
     parser.add_argument("--model", required=True, help="a saved MoECLIP model folder or Hub id")
     parser.add_argument("--dataset", required=True, nargs="+", choices=list_benchmarks(), help="benchmark(s); "
@@ -131,41 +142,46 @@ def add_evaluate_parser(subparsers) -> None:
                         "[0, 1]); default: the model's own mode (a converted released model is in 'released')")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=0)
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when available)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available; under a "
+                        "launcher, each process's own GPU)")
     parser.add_argument("--output", type=Path, default=Path("moeclip-results"), help="folder for the tables")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
     from .data import load_benchmark
+    from .distributed import launched_processes, model_fingerprint, require_agreement
     from .evaluation.runner import evaluate_dataset, write_results
 
     roots = args.data_root if len(args.data_root) == len(args.dataset) else args.data_root * len(args.dataset)
     if len(roots) != len(args.dataset):
         raise ValueError("--data-root takes one folder, or one per --dataset")
+    processes = launched_processes(args.device)
     model, processor = _load_model(args.model)
     if args.compatibility is not None:
         model.config.apply_evaluation_compatibility(args.compatibility)
-    model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if processes.num_processes > 1:
+        require_agreement(processes, {"model (config and weights)": model_fingerprint(model)})
+    model.to(processes.device)
     results = []
     for name, root in zip(args.dataset, roots):
         dataset = load_benchmark(
             name, root, classes=args.classes, image_size=model.config.image_size, meta_file=args.meta_file,
             keep_folders=args.keep_folders,
         )
-        if not args.quiet:
+        if not args.quiet and processes.is_main:
             print(dataset.info.description, file=sys.stderr)
         result = evaluate_dataset(
             model, processor, dataset, name, protocol=args.protocol, batch_size=args.batch_size,
-            num_workers=args.num_workers, progress=not args.quiet,
+            num_workers=args.num_workers, progress=not args.quiet, processes=processes,
         )
-        print(f"\n## {name} ({args.protocol} protocol)\n\n{result.to_markdown()}")
-        results.append(result)
-    paths = write_results(results, args.output, model_name=str(args.model))
-    print("\nwritten: " + ", ".join(str(path) for path in paths.values()))
+        if result is not None:  # the main process
+            print(f"\n## {name} ({args.protocol} protocol)\n\n{result.to_markdown()}")
+            results.append(result)
+    if processes.is_main:
+        paths = write_results(results, args.output, model_name=str(args.model))
+        print("\nwritten: " + ", ".join(str(path) for path in paths.values()))
     return 0
 
 

@@ -95,7 +95,7 @@ class ZeroShotAnomalyDetectionPipeline(Pipeline):
             return_tensors="pt",
             class_descriptions=self.model.config.class_descriptions,
         )
-        inputs["original_size"] = torch.tensor([picture.height, picture.width])
+        inputs["original_size"] = torch.tensor([[picture.height, picture.width]])  # (1, 2): batches along dim 0
         return inputs
 
     def _forward(self, model_inputs: dict[str, Any], domain: str | None = None) -> dict[str, Any]:

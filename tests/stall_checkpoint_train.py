@@ -11,14 +11,13 @@ tests/test_interruption.py do, so that both run the same arithmetic.
 """
 
 import io
-import os
 import runpy
 import sys
-import time
 from pathlib import Path
 
 import accelerate.checkpointing
 import torch
+from stalling import write_half_and_wait_to_be_killed
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 STALLED_FILE = "optimizer.bin"
@@ -35,14 +34,7 @@ def main() -> None:
             return write(obj, path, *args, **kwargs)
         buffer = io.BytesIO()
         torch.save(obj, buffer)
-        data = buffer.getvalue()
-        with open(path, "wb") as handle:
-            handle.write(data[: len(data) // 2])
-            handle.flush()
-            os.fsync(handle.fileno())
-        ready.touch()
-        time.sleep(3600)  # killed here
-        raise SystemExit("not killed within an hour")
+        write_half_and_wait_to_be_killed(path, buffer.getvalue(), ready)
 
     accelerate.checkpointing.save = stalling_write
     torch.set_num_threads(1)

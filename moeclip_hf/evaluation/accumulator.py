@@ -35,6 +35,14 @@ METRIC_NAMES = (
 )
 """Keys of `ClassMetricAccumulator.compute`, image-level first."""
 
+STORED_DTYPES = {
+    "image_scores": torch.float64,
+    "image_labels": torch.bool,
+    "pixel_maps": torch.float32,
+    "pixel_masks": torch.bool,
+}
+"""How `ClassMetricAccumulator` stores what `update` is given, by argument name."""
+
 
 def normalize_class_maps(maps: torch.Tensor, only_outside_unit_range: bool = False) -> torch.Tensor:
     """Min-max normalise the maps of one class together: (m - min) / (max - min).
@@ -131,10 +139,10 @@ class ClassMetricAccumulator:
     """
 
     def __init__(self, expected_num_images: int | None = None) -> None:
-        self._image_scores = _GrowingBuffer(torch.float64, expected_num_images)
-        self._image_labels = _GrowingBuffer(torch.bool, expected_num_images)
-        self._pixel_maps = _GrowingBuffer(torch.float32, expected_num_images)
-        self._pixel_masks = _GrowingBuffer(torch.bool, expected_num_images)
+        self._image_scores = _GrowingBuffer(STORED_DTYPES["image_scores"], expected_num_images)
+        self._image_labels = _GrowingBuffer(STORED_DTYPES["image_labels"], expected_num_images)
+        self._pixel_maps = _GrowingBuffer(STORED_DTYPES["pixel_maps"], expected_num_images)
+        self._pixel_masks = _GrowingBuffer(STORED_DTYPES["pixel_masks"], expected_num_images)
 
     @property
     def num_images(self) -> int:
@@ -247,6 +255,21 @@ class ClassMetricAccumulator:
                 pixel_f1_max=pixel["f1_max"],
             )
         return results
+
+    def stored(self) -> dict[str, torch.Tensor | None]:
+        """What was added so far, exactly as stored (`STORED_DTYPES`), keyed as `update` names it.
+
+        `image_scores` and `image_labels` have shape (N,), `pixel_maps` and `pixel_masks` (N, H, W) or are
+        None when not given; all None before the first `update`. The tensors are views of the buffers, so
+        `other.update(**accumulator.stored())` adds the same values to another accumulator without a copy
+        in between (how the shares of several processes are joined, `evaluation.distributed`).
+        """
+        return {
+            "image_scores": self._image_scores.values,
+            "image_labels": self._image_labels.values,
+            "pixel_maps": self._pixel_maps.values,
+            "pixel_masks": self._pixel_masks.values,
+        }
 
     def _check_same_presence(self, batch: ArrayLike | None, buffer: _GrowingBuffer, name: str) -> None:
         """Refuse `name` in some batches only: the class's pixels must line up with its images."""

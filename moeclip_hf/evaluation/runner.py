@@ -13,28 +13,38 @@ Two protocols (METHOD.md, "Outputs"):
 Each class is scored as its rows say: the prompt ensemble of its `description`, the blur and score fusion
 of its `domain` (a JSON-lines file may mix industrial and medical classes). The released code's
 best-epoch-on-test selection is deliberately not offered.
+
+Under `accelerate launch` or `torchrun` each process scores a contiguous share of the batches and the
+main process computes the metrics from the gathered values (`evaluation.distributed`): the same floats as
+one process.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from datasets import Dataset
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..benchmarks import matching_benchmark
+from ..configuration import MoECLIPConfig
 from ..data.loading import class_settings
+from ..distributed.agreement import require_agreement, sequence_fingerprint
+from ..distributed.processes import ProcessGroup, SingleProcess
+from ..distributed.sharding import fixed_batches, shard_batches
 from ..modeling.maps import image_anomaly_score, protocol_anomaly_map
-from ..modeling.prompts import class_wording
 from ..modeling.modeling_moeclip import MoECLIPModel
 from ..modeling.processing_moeclip import MoECLIPProcessor
+from ..modeling.prompts import class_wording
 from .accumulator import METRIC_NAMES, ClassMetricAccumulator
+from .distributed import dataset_fingerprint, gather_accumulator
 
 PROTOCOLS = ("moeclip", "probability")
 
@@ -44,12 +54,14 @@ TABLE_METRICS = ("image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixe
 
 @dataclass
 class BenchmarkResult:
-    """Per-class metrics of one dataset and their mean over classes (fractions in [0, 1], None = not defined)."""
+    """Per-class metrics of one dataset and their mean over classes (fractions in [0, 1], None = not defined);
+    `images_per_rank`: how many images each process scored (one entry for a single-process run)."""
 
     dataset: str
     protocol: str
     classes: dict[str, dict[str, float | None]]
     mean: dict[str, float | None] = field(init=False)
+    images_per_rank: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.mean = mean_over_classes(self.classes.values())
@@ -119,12 +131,20 @@ def evaluate_dataset(
     domain: str | None = None,
     num_workers: int = 0,
     progress: bool = True,
-) -> BenchmarkResult:
+    processes: ProcessGroup | None = None,
+) -> BenchmarkResult | None:
     """Run `model` over a benchmark dataset (from `load_benchmark(..., image_size=model.config.image_size)`).
 
     Classes are accumulated batch by batch (`ClassMetricAccumulator`); each class's prompts are encoded once,
     from its rows' `description`, and its maps blurred and its scores fused as its rows' `domain` says.
     `domain` overrides the rows' domain for every class.
+
+    With `processes` (`distributed.launched_processes()`), every process must call this with the same
+    arguments. The dataset's batches (each of one class, as one process forms them) are shared out in
+    contiguous runs; each process keeps its share of every class until all are scored, then the classes'
+    shares are gathered onto the main process, which alone shows the progress bar, computes the metrics
+    and returns the result (None on the others). The processes first check that they list the same rows
+    and settings (`RanksDisagreeError`). Alone, a process holds one class at a time.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}.")
@@ -134,48 +154,90 @@ def evaluate_dataset(
     device = next(model.parameters()).device
     config = model.config
     size = config.image_size
+    group = processes or SingleProcess(device)
+    if group.num_processes > 1:
+        require_agreement(group, {
+            f"data of {dataset_name} (images, masks, labels, classes, prompts, domains)": dataset_fingerprint(dataset),
+            "evaluation settings (protocol, batch size, domain)": sequence_fingerprint([protocol, batch_size, domain]),
+        })  # fmt: skip
     groups = class_indices(dataset)
     settings = class_settings(dataset)
-    bar = tqdm(total=len(dataset), desc=f"{dataset_name} ({protocol})", unit="img", disable=not progress)
+    class_of = {index: class_name for class_name, indices in groups.items() for index in indices}
+    batches = [batch for indices in groups.values() for batch in fixed_batches(indices, batch_size)]
+    share = shard_batches(batches, group.num_processes, group.rank)
+    own_images = Counter()
+    for indices in share:
+        own_images[class_of[indices[0]]] += len(indices)
+    loader = DataLoader(dataset, batch_sampler=share, collate_fn=_collate, num_workers=num_workers)
+    bar = tqdm(
+        total=len(dataset), desc=f"{dataset_name} ({protocol})", unit="img", disable=not (progress and group.is_main)
+    )
+    accumulators: dict[str, ClassMetricAccumulator] = {}
     results: dict[str, dict[str, float | None]] = {}
-    for class_name, indices in groups.items():
-        description, row_domain = settings[class_name]
-        class_domain = domain or row_domain
-        kernel, sigma = config.blur_kernel_sizes[class_domain], config.blur_sigmas[class_domain]
-        prompts = processor.tokenize_descriptions([class_wording(class_name, description, config.class_descriptions)])
-        text = model.encode_prompts(prompts["prompt_input_ids"].to(device), prompts["prompt_attention_mask"].to(device))
-        accumulator = ClassMetricAccumulator(expected_num_images=len(indices))
-        loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, collate_fn=_collate, num_workers=num_workers)
-        for batch in loader:
-            pixel_values = batch["pixel_values"].to(device)
-            out = model(
-                pixel_values=pixel_values, text_embeds=text.expand(pixel_values.shape[0], -1, -1), domain=class_domain
-            )
-            if protocol == "moeclip":
-                maps = protocol_anomaly_map(out.patch_logits.flatten(1, 2).float(), size, kernel, sigma)
-                scores = image_anomaly_score(out.image_logits.float())
-            else:
-                maps, scores = out.anomaly_map.float(), out.anomaly_score.float()
-            accumulator.update(scores.cpu(), batch["label"], maps.cpu(), batch["mask"][:, 0] > 0.5)
-            bar.update(pixel_values.shape[0])
+    scored_here = 0
+    for indices, batch in zip(share, loader, strict=True):
+        class_name = class_of[indices[0]]  # a batch never spans two classes
+        if class_name not in accumulators:
+            if group.num_processes == 1 and accumulators:  # alone, hold one class at a time
+                finished, accumulator = accumulators.popitem()
+                results[finished] = _class_metrics(accumulator, protocol, config, domain or settings[finished][1])
+            description, row_domain = settings[class_name]
+            class_domain = domain or row_domain
+            kernel, sigma = config.blur_kernel_sizes[class_domain], config.blur_sigmas[class_domain]
+            prompts = processor.tokenize_descriptions([class_wording(class_name, description, config.class_descriptions)])
+            text = model.encode_prompts(prompts["prompt_input_ids"].to(device), prompts["prompt_attention_mask"].to(device))
+            accumulators[class_name] = ClassMetricAccumulator(expected_num_images=own_images[class_name])
+        pixel_values = batch["pixel_values"].to(device)
+        out = model(pixel_values=pixel_values, text_embeds=text.expand(pixel_values.shape[0], -1, -1), domain=class_domain)
         if protocol == "moeclip":
-            results[class_name] = accumulator.compute(
-                normalize_maps=True,
-                score_fusion_weight=config.score_fusion_weights[class_domain],
-                normalize_only_outside_unit_range=config.protocol_normalization == "outside_unit_range",
-            )
+            maps = protocol_anomaly_map(out.patch_logits.flatten(1, 2).float(), size, kernel, sigma)
+            scores = image_anomaly_score(out.image_logits.float())
         else:
-            results[class_name] = accumulator.compute()
+            maps, scores = out.anomaly_map.float(), out.anomaly_score.float()
+        accumulators[class_name].update(scores.cpu(), batch["label"], maps.cpu(), batch["mask"][:, 0] > 0.5)
+        scored_here += pixel_values.shape[0]
+        # The other processes move at about this process's pace: count their batches as done too.
+        bar.update(min(pixel_values.shape[0] * group.num_processes, bar.total - bar.n))
+    bar.update(bar.total - bar.n)
     bar.close()
-    return BenchmarkResult(dataset_name, protocol, results)
+    for class_name in groups:  # in order on every process: each class's shares meet on the main process
+        if class_name in results:
+            continue
+        accumulator = gather_accumulator(accumulators.pop(class_name, ClassMetricAccumulator()), group)
+        if accumulator is not None:
+            results[class_name] = _class_metrics(accumulator, protocol, config, domain or settings[class_name][1])
+    images_per_rank = [int(count) for count in group.all_gather(torch.tensor([scored_here]))]
+    if not group.is_main:
+        return None
+    return BenchmarkResult(dataset_name, protocol, {name: results[name] for name in groups}, images_per_rank)
+
+
+def _class_metrics(
+    accumulator: ClassMetricAccumulator, protocol: str, config: MoECLIPConfig, class_domain: str
+) -> dict[str, float | None]:
+    """The metrics of one whole class: after the MoECLIP protocol's normalisation and fusion, or as scored."""
+    if protocol == "moeclip":
+        return accumulator.compute(
+            normalize_maps=True,
+            score_fusion_weight=config.score_fusion_weights[class_domain],
+            normalize_only_outside_unit_range=config.protocol_normalization == "outside_unit_range",
+        )
+    return accumulator.compute()
 
 
 def write_results(results: list[BenchmarkResult], output_dir: str | Path, model_name: str = "") -> dict[str, Path]:
-    """Write `results.json` (all datasets), one CSV per dataset and `results.md`; return their paths."""
+    """Write `results.json` (all datasets), one CSV per dataset and `results.md`; return their paths.
+
+    `results.json` also records `num_processes` and `images_per_rank`, the images each process scored over
+    all datasets, when every result carries them.
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     payload = {"model": model_name, "datasets": {result.dataset: result.to_dict() for result in results}}
+    if results and all(result.images_per_rank for result in results):
+        images_per_rank = [sum(counts) for counts in zip(*(result.images_per_rank for result in results), strict=True)]
+        payload.update(num_processes=len(images_per_rank), images_per_rank=images_per_rank)
     paths["json"] = output_dir / "results.json"
     paths["json"].write_text(json.dumps(payload, indent=2))
     for result in results:
