@@ -40,6 +40,10 @@ METRIC_NAMES: tuple[str, ...] = (
     "pixel_f1_max",
 )
 
+#: The description sets a prompt can use (`MoECLIPConfig.class_descriptions`): the table's, or the released code's
+#: strings verbatim where they differ (`Benchmark.released_descriptions`).
+CLASS_DESCRIPTION_SETS: tuple[str, ...] = ("paper", "released")
+
 #: The description used when no class name is given (METHOD.md: "object" is the class-agnostic fallback).
 CLASS_AGNOSTIC_DESCRIPTION = "object"
 
@@ -581,6 +585,7 @@ def matching_benchmark(class_names: Iterable[str]) -> Benchmark | None:
 __all__ = [
     "BENCHMARKS",
     "CLASS_AGNOSTIC_DESCRIPTION",
+    "CLASS_DESCRIPTION_SETS",
     "DOMAINS",
     "INDUSTRIAL_BENCHMARKS",
     "METRIC_NAMES",

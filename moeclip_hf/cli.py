@@ -36,6 +36,8 @@ examples:
   moeclip evaluate --model DIR --dataset mvtec --data-root /data/mvtec --output results/
   moeclip explain --model DIR part.png --class-name "metal nut" --output explain/
   moeclip export --model DIR --output hub-folder/
+  moeclip convert-released --checkpoint moe_epoch_20.pth --clip ViT-L-14-336px.pt --output DIR
+  moeclip export-released DIR --output moe_epoch.pth
   moeclip serve --model DIR                         web app on http://127.0.0.1:7860 (pip install "moeclip-hf[app]")
 """
 
@@ -140,6 +142,10 @@ def add_evaluate_parser(subparsers) -> None:
     parser.add_argument("--classes", nargs="+", help="only these classes")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="moeclip", help="moeclip: the released benchmark "
                         "protocol (per-class min-max); probability: the single-image maps (default: %(default)s)")
+    parser.add_argument("--compatibility", choices=("paper", "released"), default=None,
+                        help="evaluate as the paper (cosine image score, METHOD.md's prompts, per-class min-max) or as "
+                        "the released test.py (dot-product image score, its prompts verbatim, min-max only outside "
+                        "[0, 1]); default: the model's own mode (a converted released model is in 'released')")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available; under a "
@@ -159,6 +165,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--data-root takes one folder, or one per --dataset")
     processes = launched_processes(args.device)
     model, processor = _load_model(args.model)
+    if args.compatibility is not None:
+        model.config.apply_evaluation_compatibility(args.compatibility)
     if processes.num_processes > 1:
         require_agreement(processes, {"model (config and weights)": model_fingerprint(model)})
     model.to(processes.device)
@@ -292,6 +300,88 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_convert_released_parser(subparsers) -> None:
+    from .conversion.released_defaults import (
+        RELEASED_LORA_ALPHA,
+        RELEASED_MOE_LAYERS,
+        RELEASED_NUM_EXPERTS,
+        RELEASED_RANK,
+        RELEASED_TOP_K,
+    )
+
+    parser = subparsers.add_parser(
+        "convert-released",
+        help="turn the released MoECLIP code's checkpoint + CLIP file into a model folder",
+        description="Convert a checkpoint of the authors' released code (moe_epoch_N.pth) and the CLIP file it was "
+        "trained on (OpenAI's ViT-L-14-336px.pt, or an open_clip state dict) into a save_pretrained folder with its "
+        "processor, in compatibility mode 'released': its maps and scores are the released code's. Only weights are "
+        "read (torch.load with weights_only=True; TorchScript's loader for OpenAI's file); the optimiser state is "
+        "ignored.",
+    )
+    parser.add_argument("--checkpoint", type=Path, required=True, help="the released checkpoint, moe_epoch_N.pth")
+    parser.add_argument("--clip", type=Path, required=True, help="the CLIP file it was trained on (.pt/.pth/.bin/.safetensors)")
+    parser.add_argument("--output", type=Path, required=True, help="folder to write the model and processor to")
+    parser.add_argument("--image-size", type=int, default=518, help="input size; position embeddings are resized once (default %(default)s)")
+    parser.add_argument("--tokenizer", help="CLIP's tokenizer: its BPE file (bpe_simple_vocab_16e6.txt.gz, in the released "
+                        "code's open_clip folder), a tokenizer folder or a Hub id (default: openai/clip-vit-large-patch14-336, "
+                        "else the BPE file of an installed open_clip_torch)")
+    parser.add_argument("--moe-layers", type=int, nargs="+", default=list(RELEASED_MOE_LAYERS),
+                        help="1-based encoder layers of the MoE, which also feed the heads (default %(default)s)")
+    parser.add_argument("--num-experts", type=int, default=RELEASED_NUM_EXPERTS, help="experts per MoE layer (default %(default)s)")
+    parser.add_argument("--top-k", type=int, default=RELEASED_TOP_K, help="experts per token (default %(default)s)")
+    parser.add_argument("--r", type=int, default=RELEASED_RANK, help="LoRA rank of the experts (default %(default)s)")
+    parser.add_argument("--lora-alpha", type=int, default=RELEASED_LORA_ALPHA, help="LoRA alpha (default %(default)s)")
+    parser.add_argument("--segmentation-leaky-relu", action="store_true", help="the run used the released LeakyReLU option")
+    parser.add_argument("--domain", choices=DOMAINS, default="industrial", help="default blur and score fusion")
+    parser.set_defaults(run=run_convert_released)
+
+
+def run_convert_released(args: argparse.Namespace) -> int:
+    from .conversion.released import convert_released
+
+    print(f"converting {args.checkpoint} with {args.clip} at {args.image_size} px ...")
+    model, _ = convert_released(
+        args.checkpoint,
+        args.clip,
+        output=args.output,
+        image_size=args.image_size,
+        tokenizer=args.tokenizer,
+        moe_layers=args.moe_layers,
+        num_experts=args.num_experts,
+        top_k=args.top_k,
+        r=args.r,
+        lora_alpha=args.lora_alpha,
+        segmentation_leaky_relu=args.segmentation_leaky_relu,
+        domain=args.domain,
+    )
+    use_fofs = "frozen FOFS" if model.config.moe_config.use_fofs else "trained (not FOFS)"
+    print(f"wrote {args.output}: compatibility 'released', {len(model.config.moe_config.layers)} MoE layers of "
+          f"{model.config.moe_config.num_experts} experts, A matrices {use_fofs}, {model.config.image_size} px")
+    return 0
+
+
+def add_export_released_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export-released",
+        help="write a model's adapters as a released-code checkpoint (moe_epoch.pth)",
+        description="Write the adapters of a model in compatibility mode 'released' (converted, or trained with "
+        "train.py --compatibility released) as the released code's checkpoint, {epoch, image_adapter, text_adapter}, "
+        "for its test.py with the same CLIP weights. No optimiser state is written.",
+    )
+    parser.add_argument("model", help="a saved MoECLIP model folder")
+    parser.add_argument("--output", type=Path, required=True, help="the .pth file to write")
+    parser.add_argument("--epoch", type=int, default=0, help="the epoch number stored in the file (default %(default)s)")
+    parser.set_defaults(run=run_export_released)
+
+
+def run_export_released(args: argparse.Namespace) -> int:
+    from .conversion.released import export_released
+    from .modeling.modeling_moeclip import MoECLIPModel
+
+    print(f"wrote {export_released(MoECLIPModel.from_pretrained(args.model), args.output, args.epoch)}")
+    return 0
+
+
 def add_explain_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "explain",
@@ -363,6 +453,8 @@ PARSERS: list[Callable] = [
     add_explain_parser,
     add_analyze_parser,
     add_export_parser,
+    add_convert_released_parser,
+    add_export_released_parser,
     add_serve_parser,
 ]
 

@@ -122,6 +122,21 @@ def test_colour_jitter_changes_the_image_only():
     assert jittered.min() >= 0.0 and jittered.max() <= 1.0
 
 
+def test_the_released_augmentation_runs_after_normalisation_so_the_fill_is_the_mean_colour():
+    white = Image.new("RGB", (32, 32), (255, 255, 255))
+    augmentation = JointAugmentation(rotation=45.0, translation=0.0, p=1.0, color_p=1.0, color_jitter=False,
+                                      interpolation="nearest", generator=0)
+    mean, std = torch.tensor(OPENAI_CLIP_MEAN), torch.tensor(OPENAI_CLIP_STD)
+    pixels, _ = ClipPreprocess(clip_image_processor(32), augment_after_normalization=True)(white, None, augmentation)
+    corner = pixels[:, 0, 0] * std + mean
+    torch.testing.assert_close(corner, mean)  # the mean colour, not black
+    white_normalised = (1 - mean) / std
+    assert set(pixels.unique().tolist()) == {0.0, *white_normalised.tolist()}  # nearest: no blended values, no jitter
+    paper_augmentation = JointAugmentation(rotation=45.0, translation=0.0, p=1.0, color_p=0.0, generator=0)
+    paper, _ = ClipPreprocess(clip_image_processor(32))(white, None, paper_augmentation)
+    torch.testing.assert_close(paper[:, 0, 0], -mean / std)  # black fill
+
+
 def test_augmentation_is_reproducible_for_a_seed_and_varies_across_seeds():
     image, mask = bright_shape()
     first = JointAugmentation(generator=3)(image, mask)

@@ -123,6 +123,33 @@ def test_the_paper_row_appears_only_under_the_class_set_it_belongs_to():
         assert "paper" not in BenchmarkResult("mvtec", "moeclip", {n: metrics for n in classes}).to_markdown()
 
 
+def test_evaluate_as_the_released_test_py(saved_model, synthetic_root, tmp_path):
+    output = tmp_path / "results"
+    code = main(["evaluate", "--model", str(saved_model), "--dataset", "mvtec", "--data-root", str(synthetic_root),
+                 "--classes", "tablet", "--compatibility", "released", "--output", str(output), "--quiet"])
+    assert code == 0
+    model = MoECLIPModel.from_pretrained(saved_model).eval()
+    model.config.apply_evaluation_compatibility("released")
+    processor = tiny_processor()
+    dataset = load_benchmark("mvtec", synthetic_root, classes=["tablet"], image_size=64)
+    rows = [dataset[index] for index in range(len(dataset))]
+    prompts = processor.tokenize_prompts(["tablet"], "mvtec", "released")
+    with torch.no_grad():
+        text = model.encode_prompts(prompts["prompt_input_ids"], prompts["prompt_attention_mask"]).expand(len(rows), -1, -1)
+        out = model(pixel_values=torch.stack([row["pixel_values"] for row in rows]), text_embeds=text)
+    assert (out.image_embeds.norm(dim=-1) < 0.999).all()  # the released dot product, not the cosine
+    expected = ClassMetricAccumulator()
+    expected.update(
+        image_anomaly_score(out.image_logits),
+        torch.tensor([row["label"] for row in rows]),
+        protocol_anomaly_map(out.patch_logits.flatten(1, 2), 64, 7, 1.0),
+        torch.stack([row["mask"][0] > 0.5 for row in rows]),
+    )
+    written = json.loads((output / "results.json").read_text())["datasets"]["mvtec"]["classes"]["tablet"]
+    released = expected.compute(normalize_maps=True, score_fusion_weight=0.5, normalize_only_outside_unit_range=True)
+    assert written == pytest.approx(released)
+
+
 def test_classes_without_normal_images_report_pixel_metrics_only():
     mean = mean_over_classes([{"image_auroc": None, "pixel_auroc": 0.8}, {"image_auroc": None, "pixel_auroc": 0.6}])
     assert mean["image_auroc"] is None and mean["pixel_auroc"] == pytest.approx(0.7)

@@ -463,6 +463,13 @@ class TestClassMetricAccumulator:
         maps = torch.full((2, 3, 3), 4.0)
         assert torch.equal(normalize_class_maps(maps), torch.zeros(2, 3, 3))
 
+    def test_the_released_protocol_normalises_only_maps_that_leave_the_unit_range(self) -> None:
+        inside = torch.tensor([[[0.2, 0.6], [0.4, 0.3]]])
+        assert torch.equal(normalize_class_maps(inside, only_outside_unit_range=True), inside)
+        torch.testing.assert_close(normalize_class_maps(inside), (inside - 0.2) / 0.4)
+        outside = inside * 3
+        torch.testing.assert_close(normalize_class_maps(outside, only_outside_unit_range=True), (outside - 0.6) / 1.2)
+
     def test_non_finite_map_is_refused_at_update(self) -> None:
         data = make_class(seed=9)
         data["maps"][2, 5, 5] = np.inf

@@ -5,14 +5,18 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from PIL import Image
 from transformers import AutoConfig, AutoModel, CLIPConfig, CLIPModel
 
 from moeclip_hf import MoECLIPConfig, MoECLIPModel, MoECLIPProcessor, MoELoraConfig
-from moeclip_hf.modeling.heads import patch_aggregation
-from moeclip_hf.modeling.maps import fuse_image_score, image_anomaly_score, probability_anomaly_map
+from moeclip_hf.benchmarks import BENCHMARKS
+from moeclip_hf.configuration import COMPATIBILITY_FIELDS
 from moeclip_hf.modeling.clip_weights import resize_position_embeddings
+from moeclip_hf.modeling.heads import patch_aggregation
+from moeclip_hf.modeling.maps import fuse_image_score, image_anomaly_score, patch_logits, probability_anomaly_map
 from moeclip_hf.modeling.moe_lora import MoELoraLayer
+from moeclip_hf.modeling.prompts import class_wording, describe
 from moeclip_hf.testing import randomize_moe, tiny_config, tiny_processor
 
 
@@ -90,7 +94,7 @@ def test_a_class_is_encoded_once_per_process(tiny):
     model, processor = tiny
     model.clear_prompt_cache()
     calls = []
-    handle = model.text_model.register_forward_hook(lambda *args: calls.append(1))
+    handle = model.text_model.text_model.register_forward_hook(lambda *args: calls.append(1))
     try:
         inputs = processor(images=images(3), class_names=["bottle", "bottle", "screw"], return_tensors="pt")
         with torch.no_grad():
@@ -123,23 +127,257 @@ def test_patch_features_are_the_moe_layers_outputs_not_the_pre_moe_hidden_states
         assert not torch.allclose(hidden_states[layer], recorded[layer - 1])
 
 
-def test_projecting_before_pooling_equals_pooling_before_projecting(tiny):
-    model, _ = tiny
-    patches = torch.randn(2, model.config.grid_size**2, 64)
-    for position, projection in enumerate(model.segmentation_projections):
-        fast = model._patch_grids(patches, position)
-        pooled = patch_aggregation(model._to_grid(patches, model.config.grid_size), model.config.paa_scales)
-        reference = torch.einsum("bsdhw,ed->bsehw", pooled, projection.weight)
-        torch.testing.assert_close(fast, reference, atol=1e-5, rtol=0)
+# ------------------------------------------------------------------------- segmentation features (Eq. 10-11)
 
 
-def test_the_leaky_relu_variant_pools_before_projecting():
-    model = MoECLIPModel(tiny_config(segmentation_leaky_relu=True))
-    patches = torch.randn(1, model.config.grid_size**2, 64)
-    pooled = patch_aggregation(model._to_grid(patches, model.config.grid_size), model.config.paa_scales)
-    weight = model.segmentation_projections[1].weight
-    expected = F.leaky_relu(torch.einsum("bsdhw,ed->bshwe", pooled, weight)).permute(0, 1, 4, 2, 3)
-    torch.testing.assert_close(model._patch_grids(patches, 1), expected)
+def small_model(**overrides) -> MoECLIPModel:
+    """A 5 x 5 patch grid of width 6 and text embeddings of size 4, with a non-trivial post layer norm."""
+    config = tiny_config(
+        vision={"hidden_size": 6, "intermediate_size": 12, "num_attention_heads": 2, "patch_size": 8},
+        text={"projection_dim": 4},
+        image_size=40,
+        moe_config={"layers": [2, 4], "r": 1},
+        **overrides,
+    )
+    model = MoECLIPModel(config).eval()
+    with torch.no_grad():
+        model.vision_model.post_layernorm.weight.copy_(torch.tensor([1.0, 0.5, 2.0, 1.5, 0.8, 1.2]))
+        model.vision_model.post_layernorm.bias.copy_(torch.tensor([0.1, -0.2, 0.0, 0.3, -0.1, 0.2]))
+        model.segmentation_projections[0].weight.copy_(torch.arange(24.0).reshape(4, 6).sin())
+    return model
+
+
+def fixed_states() -> torch.Tensor:
+    """(1, 1 + 25, 6) post-MoE states: CLS first, then a 5 x 5 grid whose tokens differ in mean and spread."""
+    values = torch.arange(26 * 6, dtype=torch.float64).reshape(1, 26, 6)
+    return torch.cos(values * 0.37) * (1 + values.remainder(5)) + values.remainder(7) - 3
+
+
+def hand_window_mean(grid: list[list[list[float]]], scale: int) -> list[list[list[float]]]:
+    """Eq. 10 written out on a g x g list of d-vectors: in-grid window cells summed, divided by scale**2."""
+    size, half = len(grid), scale // 2
+    out = []
+    for row in range(size):
+        out.append([])
+        for col in range(size):
+            total = [0.0] * len(grid[0][0])
+            for r in range(row - half, row + half + 1):
+                for c in range(col - half, col + half + 1):
+                    if 0 <= r < size and 0 <= c < size:
+                        total = [a + b for a, b in zip(total, grid[r][c])]
+            out[-1].append([value / scale**2 for value in total])
+    return out
+
+
+def hand_layer_norm(vector: list[float], weight: list[float], bias: list[float], eps: float) -> list[float]:
+    mean = sum(vector) / len(vector)
+    variance = sum((value - mean) ** 2 for value in vector) / len(vector)
+    return [(value - mean) / (variance + eps) ** 0.5 * w + b for value, w, b in zip(vector, weight, bias)]
+
+
+def hand_project(vector: list[float], weight: list[list[float]]) -> list[float]:
+    return [sum(w * v for w, v in zip(row, vector)) for row in weight]
+
+
+def hand_features(model: MoECLIPModel, states: torch.Tensor, scale: int, pool_first: bool) -> torch.Tensor:
+    """(e, g, g) features of the first image: proj(LN(PAA(x))) when `pool_first`, else proj(PAA(LN(x)))."""
+    norm = model.vision_model.post_layernorm
+    weight, bias, eps = norm.weight.tolist(), norm.bias.tolist(), norm.eps
+    projection = model.segmentation_projections[0].weight.tolist()
+    size = model.config.grid_size
+    tokens = states[0, 1:].tolist()
+    if not pool_first:
+        tokens = [hand_layer_norm(token, weight, bias, eps) for token in tokens]
+    grid = hand_window_mean([tokens[row * size : (row + 1) * size] for row in range(size)], scale)
+    if pool_first:
+        grid = [[hand_layer_norm(token, weight, bias, eps) for token in row] for row in grid]
+    projected = [[hand_project(token, projection) for token in row] for row in grid]
+    return torch.tensor(projected, dtype=torch.float64).permute(2, 0, 1)
+
+
+def hand_logits(features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """100 * cos of every patch feature (e, g, g) with [T_N, T_A] (2, e) -> (2, g, g)."""
+    unit = features / features.norm(dim=0, keepdim=True)
+    return 100 * torch.einsum("ce,ehw->chw", text, unit)
+
+
+def feature_states(model: MoECLIPModel, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The post-MoE token states (CLS first) of the feature layers, stacked (B, L, N, d), as the tuner runs the tower."""
+    layers = model.config.feature_layers
+    states = model.moe_tuner.encoder_states(pixel_values, max(layers))
+    return torch.stack([hidden for layer, hidden in states if layer in layers], dim=1)
+
+
+def segmentation_features(model: MoECLIPModel, states: torch.Tensor, position: int) -> torch.Tensor:
+    """The model's proj(LN(PAA_s(x))) of feature layer `position` for every scale, stacked: (B, S, e, g, g)."""
+    return torch.stack(list(model._scale_features(states, position)), dim=1)
+
+
+def test_paa_pools_the_raw_states_before_the_layer_norm_and_the_projection():
+    model = small_model().double()
+    states = fixed_states()
+    text = F.normalize(torch.tensor([[0.3, -1.0, 0.5, 0.2], [1.0, 0.4, -0.6, 0.1]], dtype=torch.float64), dim=-1)
+    with torch.no_grad():
+        features = segmentation_features(model, states, 0)[0]
+        logits = patch_logits(features.unsqueeze(0), text.unsqueeze(0))[0]
+    for index, scale in enumerate(model.config.paa_scales):
+        expected = hand_logits(hand_features(model, states, scale, pool_first=True), text)
+        torch.testing.assert_close(logits[index], expected, rtol=0, atol=1e-9)
+        layer_norm_first = hand_logits(hand_features(model, states, scale, pool_first=False), text)
+        if scale == 1:
+            torch.testing.assert_close(layer_norm_first, expected, rtol=0, atol=1e-9)
+        else:  # the order matters: layer norm does not commute with averaging
+            assert (layer_norm_first - expected).abs().max() > 1.0
+
+
+@pytest.mark.parametrize("leaky_relu", [False, True])
+@pytest.mark.parametrize("offset", [0.0, 50.0])
+def test_the_one_projection_form_equals_pooling_normalising_and_projecting_each_scale(leaky_relu, offset):
+    """A tiny model's geometry (8 x 8 grid, d 64, e 32), states with and without a large common offset: the model's
+    form equals proj(LN(PAA(x))) written out (pool the d-dimensional states, layer norm, project each scale),
+    exactly in float64 and within 1e-5 of the largest feature in float32."""
+    model = MoECLIPModel(tiny_config(segmentation_leaky_relu=leaky_relu)).eval()
+    with torch.no_grad():
+        model.vision_model.post_layernorm.weight.normal_(1.0, 0.2, generator=torch.Generator().manual_seed(0))
+        model.vision_model.post_layernorm.bias.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(1))
+    states = torch.randn(2, 65, 64, generator=torch.Generator().manual_seed(2)) * 3 + offset
+    grid = model.config.grid_size
+
+    def written_out(model: MoECLIPModel, states: torch.Tensor, position: int) -> torch.Tensor:
+        pooled = patch_aggregation(states[:, 1:].transpose(1, 2).unflatten(-1, (grid, grid)), model.config.paa_scales)
+        features = model.segmentation_projections[position](model.vision_model.post_layernorm(pooled.flatten(-2).transpose(-1, -2)))
+        features = F.leaky_relu(features) if leaky_relu else features
+        return features.transpose(-1, -2).unflatten(-1, (grid, grid))
+
+    with torch.no_grad():
+        single = [segmentation_features(model, states, position) for position in range(2)]
+        model.double()
+        for position in range(2):
+            expected = written_out(model, states.double(), position)
+            torch.testing.assert_close(segmentation_features(model, states.double(), position), expected, rtol=0, atol=1e-12)
+            scale = expected.abs().max().item()
+            torch.testing.assert_close(single[position].double(), expected, rtol=0, atol=1e-5 * scale)
+
+
+def test_the_forward_turns_the_post_moe_states_into_the_logits_of_their_features(tiny):
+    model, processor = tiny
+    inputs = processor(images=images(2), class_names="bottle", return_tensors="pt")
+    with torch.no_grad():
+        out = model(**inputs)
+        states = feature_states(model, inputs["pixel_values"])
+        expected = torch.stack(
+            [patch_logits(segmentation_features(model, states[:, index], index), out.text_embeds) for index in range(states.shape[1])],
+            dim=1,
+        )
+    torch.testing.assert_close(out.patch_logits, expected, rtol=0, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------- released-code deviations
+
+
+def test_the_image_score_is_a_cosine_in_paper_mode_and_a_dot_product_in_released_mode():
+    inputs = tiny_processor()(images=images(2), class_names="bottle", return_tensors="pt")
+    outputs = {}
+    for renormalize in (True, False):
+        torch.manual_seed(0)
+        model = randomize_moe(MoECLIPModel(tiny_config(renormalize_image_embedding=renormalize)))
+        with torch.no_grad():
+            outputs[renormalize] = out = model(**inputs)
+            states = feature_states(model, inputs["pixel_values"])
+            mean_of_units = model.image_head(model.vision_model.post_layernorm(states[:, -1, 1:]))
+        expected = F.normalize(mean_of_units, dim=-1) if renormalize else mean_of_units
+        torch.testing.assert_close(out.image_embeds, expected)
+        torch.testing.assert_close(out.image_logits, torch.einsum("be,bce->bc", expected, out.text_embeds))
+    assert torch.allclose(outputs[True].image_embeds.norm(dim=-1), torch.ones(2))
+    assert (outputs[False].image_embeds.norm(dim=-1) < 0.999).all()
+    torch.testing.assert_close(outputs[True].patch_logits, outputs[False].patch_logits)
+
+
+def test_the_trainable_text_projection_replaces_clips_projection_on_the_eot_state():
+    model = MoECLIPModel(tiny_config(trainable_text_projection=True)).eval()
+    text = model.config.text_config
+    assert model.text_projection.weight.shape == (model.config.projection_dim, text.hidden_size)
+    prompts = tiny_processor().tokenize_prompts(["bottle"])
+    ids, mask = prompts["prompt_input_ids"][0], prompts["prompt_attention_mask"][0]
+    with torch.no_grad():
+        hidden = model.text_model.text_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        end_of_text = (ids == text.eos_token_id).int().argmax(dim=-1)
+        eot_states = model.text_model.text_model.final_layer_norm(hidden)[torch.arange(len(ids)), end_of_text]
+        sentences = F.normalize(F.leaky_relu(eot_states @ model.text_projection.weight.T), dim=-1)
+        expected = F.normalize(torch.stack([sentences[:6].mean(0), sentences[6:].mean(0)]), dim=-1)
+        torch.testing.assert_close(model.encode_prompts(prompts["prompt_input_ids"], prompts["prompt_attention_mask"])[0], expected)
+        model.text_model.text_projection.weight.zero_()  # CLIP's own projection plays no part
+        model.clear_prompt_cache()
+        torch.testing.assert_close(model.encode_prompts(prompts["prompt_input_ids"], prompts["prompt_attention_mask"])[0], expected)
+
+
+def test_the_released_class_descriptions_are_the_released_strings_verbatim():
+    processor = tiny_processor()
+    long_01 = ("Bright concentric rings in neon yellow and blue tones against a dark blue background, resembling a "
+               "stylized wave or energy field radiating outward.")
+    for dataset, name, released in (("mvtec", "capsule", "black asd orange capsule"), ("btad", "01", long_01)):
+        assert describe(name, dataset, released=True) == released != describe(name, dataset)
+        assert class_wording(name, describe(name, dataset), "released") == released
+        ids = processor(class_names=[name], dataset=dataset, class_descriptions="released")["prompt_input_ids"]
+        assert torch.equal(ids, processor.tokenize_descriptions([released])["prompt_input_ids"])
+    assert class_wording("capsule", "my own capsule words", "released") == "my own capsule words"
+    changed = {(entry.name, name) for entry in BENCHMARKS.values() for name in entry.descriptions
+               if entry.describe(name, released=True) != entry.describe(name)}
+    assert changed == {("mvtec", "capsule"), ("btad", "01")}
+    with pytest.raises(ValueError, match="class_descriptions"):
+        processor(class_names=["capsule"], class_descriptions="verbatim")
+
+
+def test_compatibility_released_sets_every_deviation_and_the_towers_activation():
+    paper, released = tiny_config(), tiny_config(compatibility="released")
+    for name, (paper_value, released_value) in COMPATIBILITY_FIELDS.items():
+        assert getattr(paper, name) == paper_value and getattr(released, name) == released_value, name
+    assert (paper.vision_config.hidden_act, paper.text_config.hidden_act) == ("quick_gelu", "quick_gelu")
+    assert (released.vision_config.hidden_act, released.text_config.hidden_act) == ("gelu", "gelu")
+    assert tiny_config(trainable_text_projection=True, etf_loss_weight=0.0).compatibility == "paper"  # fields stay free
+
+
+@pytest.mark.parametrize("name", sorted(COMPATIBILITY_FIELDS))
+def test_compatibility_released_refuses_a_field_set_to_the_papers_value(name):
+    with pytest.raises(ValueError, match=f"compatibility='released'.*{name}"):
+        tiny_config(compatibility="released", **{name: COMPATIBILITY_FIELDS[name][0]})
+
+
+def test_a_released_model_keeps_its_mode_through_save_and_load(tmp_path):
+    model = randomize_moe(MoECLIPModel(tiny_config(compatibility="released")))
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["compatibility"] == "released" and saved["vision_config"]["hidden_act"] == "gelu"
+    reloaded = MoECLIPModel.from_pretrained(tmp_path).eval()
+    for name, (_, released_value) in COMPATIBILITY_FIELDS.items():
+        assert getattr(reloaded.config, name) == released_value, name
+    assert isinstance(reloaded.vision_model.encoder.layers[0].mlp.activation_fn, type(model.vision_model.encoder.layers[0].mlp.activation_fn))
+    inputs = tiny_processor()(images=images(1), class_names="bottle", return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).patch_logits, model(**inputs).patch_logits, rtol=0, atol=0)
+
+
+def test_validation_at_save_catches_a_field_changed_after_construction(tmp_path):
+    config = tiny_config(compatibility="released")
+    config.trainable_text_projection = False
+    with pytest.raises(StrictDataclassClassValidationError, match="trainable_text_projection"):
+        config.save_pretrained(tmp_path)
+    config = tiny_config(compatibility="released")
+    config.vision_config.hidden_act = "quick_gelu"
+    with pytest.raises(StrictDataclassClassValidationError, match="exact GELU"):
+        config.validate()
+
+
+def test_evaluation_compatibility_switches_only_the_evaluation_fields():
+    config = tiny_config()
+    config.apply_evaluation_compatibility("released")
+    assert (config.compatibility, config.trainable_text_projection, config.color_jitter) == ("paper", False, True)
+    assert config.renormalize_image_embedding is False and config.class_descriptions == "released"
+    assert config.protocol_normalization == "outside_unit_range"
+    released = tiny_config(compatibility="released")
+    released.apply_evaluation_compatibility("paper")
+    assert (released.compatibility, released.trainable_text_projection, released.vision_config.hidden_act) == ("paper", True, "gelu")
+    assert released.renormalize_image_embedding is True and released.class_descriptions == "paper"
 
 
 def test_save_and_load_restore_identical_outputs_and_fofs_matrices(tiny, tmp_path):

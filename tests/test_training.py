@@ -28,8 +28,12 @@ from moeclip_hf.training import (
     train,
     verify_checkpoint,
 )
-from moeclip_hf.training.arguments import arguments_to_dict
+from moeclip_hf.data import load_benchmark
+from moeclip_hf.training.arguments import LEARNING_RATES, arguments_to_dict
 from moeclip_hf.training.checkpointing import list_checkpoints
+from moeclip_hf.data.transforms import ClipPreprocess
+from moeclip_hf.modeling.processing_moeclip import clip_image_processor
+from moeclip_hf.training.data import TrainingSamples
 from moeclip_hf.training.model import enable_gradient_checkpointing, vision_encoder_layers
 
 #: Two classes of four images: two batches of two per epoch, so short runs cross epoch boundaries.
@@ -142,6 +146,7 @@ def test_help_explains_every_option():
     ("argv", "message"),
     [
         (["--init-from", "ckpt", "--num-experts", "8", "--output-dir", "x", "--dataset", "mvtec"], "--num-experts"),
+        (["--init-from", "ckpt", "--compatibility", "released", "--output-dir", "x", "--dataset", "mvtec"], "--compatibility"),
         (["--dataset", "visa", "--output-dir", "x"], "--data-root"),
         (["--dataset", "imagenet", "--output-dir", "x"], "unknown"),
         (["--dataset", "synthetic", "--output-dir", "x", "--resume", "--overwrite"], "one of them"),
@@ -222,6 +227,39 @@ def test_a_trainable_text_projection_trains(tmp_path, synthetic_root):
     set_seed(42)
     initial, _ = build_model_and_processor(model_args)
     assert not torch.equal(initial.text_projection.weight, result.model.text_projection.weight)
+    assert result.loss_history[0]["lr"] == LEARNING_RATES["paper"] == 5e-4
+
+
+def test_compatibility_released_trains_as_the_released_code_runs(tmp_path, synthetic_root, monkeypatch):
+    modes = []
+    forward = MoECLIPModel.forward
+    monkeypatch.setattr(MoECLIPModel, "forward", lambda self, *args, **kwargs: modes.append(self.training) or forward(self, *args, **kwargs))
+    model_args = ModelArguments(clip="tiny", compatibility="released")
+    result = train(model_args, data_args(synthetic_root, classes=["marble"]), training_args(tmp_path, max_steps=2))
+    config = result.model.config
+    assert config.compatibility == "released" and config.vision_config.hidden_act == "gelu"
+    assert modes and not any(modes)  # evaluation mode throughout: no ETF or balance loss, no LoRA dropout
+    assert all(entry["etf_loss"] == entry["balance_loss"] == 0.0 for entry in result.loss_history)
+    assert result.loss_history[0]["lr"] == LEARNING_RATES["released"] == 5e-5
+    set_seed(42)
+    initial, _ = build_model_and_processor(model_args)
+    assert not torch.equal(initial.text_projection.weight, result.model.text_projection.weight)
+    assert not torch.equal(initial.moe_layers()[0].moe_lora_B["default"], result.model.moe_layers()[0].moe_lora_B["default"])
+
+
+def test_released_training_augments_the_normalised_image_without_colour_jitter(synthetic_root):
+    rows = load_benchmark("mvtec", synthetic_root / "train", classes=["marble"])
+    image_processor = clip_image_processor(64)
+    plain = TrainingSamples(rows, ClipPreprocess(image_processor), augment=False, seed=0)
+    after_normalization = ClipPreprocess(image_processor, augment_after_normalization=True)
+    released = TrainingSamples(rows, after_normalization, augment=True, seed=0, color_jitter=False)
+    moved = 0
+    for index in range(len(rows)):
+        original, augmented = plain[(0, index)]["pixel_values"], released[(0, index)]["pixel_values"]
+        # nearest resampling copies pixels, and the fill (0 after normalisation) is the mean colour
+        assert set(augmented.unique().tolist()) <= set(original.unique().tolist()) | {0.0}
+        moved += not torch.equal(augmented, original)
+    assert moved
 
 
 def test_a_transformers_clip_folder_trains_with_accumulation_in_bf16(tmp_path, synthetic_root):

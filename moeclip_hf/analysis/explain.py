@@ -215,7 +215,9 @@ def explain_image(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
-    inputs = processor(images=picture, class_names=[class_name], return_tensors="pt")
+    inputs = processor(
+        images=picture, class_names=[class_name], return_tensors="pt", class_descriptions=model.config.class_descriptions
+    )
     outputs = _run(model, inputs, domain)
     view = model_view(inputs["pixel_values"], processor)[0]
     Image.fromarray(view).save(output_dir / "input.png")

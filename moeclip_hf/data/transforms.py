@@ -7,7 +7,10 @@ neighbour and binarised (``!= 0``). So evaluation and training see exactly the p
 
 Augmentation (METHOD.md, "Losses and training"): rotation up to 30 degrees, translation up to 15 %,
 horizontal and vertical flips, each with probability 0.5 and applied to image and mask alike; a
-brightness/contrast/saturation jitter of 0.5 on the image only.
+brightness/contrast/saturation jitter of 0.5 on the image only. The released code's training runs the
+geometric steps on the normalised image with nearest interpolation (so the fill is the mean colour) and
+never the jitter: ``JointAugmentation(color_jitter=False, interpolation="nearest")`` inside
+``ClipPreprocess(..., augment_after_normalization=True)``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ class JointAugmentation:
 
     Geometric steps (rotation, translation, flips) move image and mask together; the mask is
     resampled with nearest neighbour so it stays binary. Rotation and translation are one affine
-    warp (one interpolation, zero fill outside the image). Colour jitter touches the image only,
+    warp (one interpolation, zero fill outside the image: black on [0, 1] pixels, the mean colour on
+    CLIP-normalised ones). Colour jitter touches the image only,
     with torchvision's definitions (brightness scales, contrast and saturation blend with the
     grayscale mean / grayscale image), factors drawn from [1 - j, 1 + j], applied in that order.
 
@@ -52,7 +56,10 @@ class JointAugmentation:
         translation: largest shift as a fraction of the side (METHOD.md: 0.15).
         brightness, contrast, saturation: jitter strengths (METHOD.md: 0.5 each).
         p: probability of each geometric step (METHOD.md: 0.5).
-        color_p: probability of the colour jitter (METHOD.md: 0.5; the released code uses 0.7).
+        color_p: probability of the colour jitter (METHOD.md: 0.5; the released code defines 0.7).
+        color_jitter: False never jitters (the released code's training, which defines but skips it).
+        interpolation: resampling of the image in the warp: "bilinear" (METHOD.md) or "nearest" (the
+            released code).
         generator: a ``torch.Generator`` or an int seed for reproducible draws. Leave it None in
             DataLoader workers: torch seeds its global generator per worker, whereas one
             generator object would be copied into every worker and repeat the same draws
@@ -68,8 +75,12 @@ class JointAugmentation:
         saturation: float = 0.5,
         p: float = 0.5,
         color_p: float = 0.5,
+        color_jitter: bool = True,
+        interpolation: str = "bilinear",
         generator: torch.Generator | int | None = None,
     ) -> None:
+        if interpolation not in ("bilinear", "nearest"):
+            raise ValueError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
         for name, value in (("p", p), ("color_p", color_p), ("translation", translation)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
@@ -81,18 +92,21 @@ class JointAugmentation:
         self.jitter = (float(brightness), float(contrast), float(saturation))
         self.p = float(p)
         self.color_p = float(color_p)
+        self.color_jitter = bool(color_jitter)
+        self.interpolation = interpolation
         if isinstance(generator, int):
             generator = torch.Generator().manual_seed(generator)
         self.generator = generator
 
     @classmethod
-    def for_sample(cls, seed: int, epoch: int, index: int) -> JointAugmentation:
-        """The augmentation of sample `index` in epoch `epoch` of a run seeded with `seed` (METHOD.md values).
+    def for_sample(cls, seed: int, epoch: int, index: int, **options: Any) -> JointAugmentation:
+        """The augmentation of sample `index` in epoch `epoch` of a run seeded with `seed` (`options`: the other
+        arguments, METHOD.md's values by default).
 
         Its draws come from a generator seeded with (seed, epoch, index), so they depend neither on the
         DataLoader worker that loads the sample nor on where a run was interrupted and resumed.
         """
-        return cls(generator=derived_seed(seed, epoch, index))
+        return cls(generator=derived_seed(seed, epoch, index), **options)
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Augment `image` (3, H, W) in [0, 1] and `mask` (1, H, W), or batches of both (B, ...)."""
@@ -101,7 +115,8 @@ class JointAugmentation:
         if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
             raise ValueError(f"image {tuple(image.shape)} and mask {tuple(mask.shape)} do not match")
         images, masks = self._geometric(images, masks.float())
-        images = self._color(images)
+        if self.color_jitter:
+            images = self._color(images)
         return (images, masks) if batched else (images.squeeze(0), masks.squeeze(0))
 
     def _rand(self, *shape: int, device: torch.device) -> torch.Tensor:
@@ -131,8 +146,8 @@ class JointAugmentation:
             matrix[..., 2] += shift[warp]
             images, masks = images.clone(), masks.clone()
             images[warp] = kornia.geometry.transform.warp_affine(
-                images[warp], matrix, (height, width), mode="bilinear", padding_mode="zeros"
-            ).clamp_(0.0, 1.0)
+                images[warp], matrix, (height, width), mode=self.interpolation, padding_mode="zeros"
+            )
             masks[warp] = kornia.geometry.transform.warp_affine(
                 masks[warp], matrix, (height, width), mode="nearest", padding_mode="zeros"
             )
@@ -162,15 +177,17 @@ class ClipPreprocess:
 
     ``pixel_values`` is float32 (3, H, W), exactly what `image_processor` gives (the parity is tested);
     ``mask`` is float32 (1, H, W) of 0/1, all zeros for a sample without mask (a normal image). With an
-    `augmentation`, the pair is augmented between rescaling and normalisation, i.e. on [0, 1] pixels as in the
-    released code.
+    `augmentation`, the pair is augmented between rescaling and normalisation, i.e. on [0, 1] pixels
+    (METHOD.md), or after the normalisation with `augment_after_normalization` (the released code's training).
 
     Args:
         image_processor: the processor's `CLIPImageProcessorPil` (`MoECLIPProcessor.image_processor`).
+        augment_after_normalization: augment the normalised pixels instead (the released code's training).
     """
 
-    def __init__(self, image_processor: CLIPImageProcessorPil) -> None:
+    def __init__(self, image_processor: CLIPImageProcessorPil, augment_after_normalization: bool = False) -> None:
         self.image_processor = image_processor
+        self.augment_after_normalization = augment_after_normalization
         size = image_processor.size
         self.size = (int(size["height"]), int(size["width"]))
         self.mean = torch.tensor(image_processor.image_mean, dtype=torch.float32).view(3, 1, 1)
@@ -181,9 +198,12 @@ class ClipPreprocess:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = self.image_processor(images=image, do_normalize=False, return_tensors="pt")["pixel_values"][0]
         mask_tensor = preprocess_mask(mask, self.size)
-        if augmentation is not None:
+        if augmentation is not None and not self.augment_after_normalization:
             pixels, mask_tensor = augmentation(pixels, mask_tensor)
-        return (pixels - self.mean) / self.std, mask_tensor
+        pixels = (pixels - self.mean) / self.std
+        if augmentation is not None and self.augment_after_normalization:
+            pixels, mask_tensor = augmentation(pixels, mask_tensor)
+        return pixels, mask_tensor
 
 
 class ExampleTransform:

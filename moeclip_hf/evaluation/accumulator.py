@@ -24,15 +24,18 @@ STORED_DTYPES = {
 """How `ClassMetricAccumulator` stores what `update` is given, by argument name."""
 
 
-def normalize_class_maps(maps: torch.Tensor) -> torch.Tensor:
+def normalize_class_maps(maps: torch.Tensor, only_outside_unit_range: bool = False) -> torch.Tensor:
     """Min-max normalise the maps of one class together: (m - min) / (max - min).
 
     `min` and `max` run over every pixel of every map of the class, as in the authors'
     benchmark protocol. These are statistics of the test set itself, so the result
     serves benchmark numbers only. Maps of a single value, whose range is zero, become
-    zeros. Returns a new tensor of the maps' dtype.
+    zeros. With `only_outside_unit_range` (the released code's protocol), maps that all lie
+    in [0, 1] are returned as they are. Returns a new tensor of the maps' dtype.
     """
     low, high = torch.aminmax(maps)
+    if only_outside_unit_range and bool(low >= 0) and bool(high <= 1):
+        return maps.clone()
     if bool(high == low):
         return torch.zeros_like(maps)
     return torch.sub(maps, low).div_(high - low)
@@ -157,14 +160,21 @@ class ClassMetricAccumulator:
         self._image_labels.append(labels, "image_labels")
 
     def compute(
-        self, normalize_maps: bool = False, score_fusion_weight: float = 0.0, fpr_limit: float = 0.3
+        self,
+        normalize_maps: bool = False,
+        score_fusion_weight: float = 0.0,
+        fpr_limit: float = 0.3,
+        normalize_only_outside_unit_range: bool = False,
     ) -> dict[str, float | None]:
         """The class's metrics, after the MoECLIP protocol when asked for.
 
         With `m` the stored maps and `s` the image scores:
 
         1. `normalize_maps=True`: m <- (m - min) / (max - min), over all pixels of all
-           images of the class (`normalize_class_maps`).
+           images of the class (`normalize_class_maps`); with `normalize_only_outside_unit_range`
+           only when m leaves [0, 1] (the released protocol). The released protocol treats the
+           image scores the same way, which cannot change a metric (AUROC, AP and F1-max are
+           invariant to an increasing affine map of the scores), so it is not repeated here.
         2. `score_fusion_weight=w`: s <- w * max_pixels(m) + (1 - w) * s, with the maps of
            step 1 (`moeclip_hf.modeling.maps.fuse_image_score`, in float64). The paper's benchmark
            uses normalisation with the domain's `MoECLIPConfig.score_fusion_weights` (w = 0.5
@@ -173,6 +183,7 @@ class ClassMetricAccumulator:
 
         Args:
             normalize_maps: apply step 1.
+            normalize_only_outside_unit_range: in step 1, leave maps within [0, 1] as they are.
             score_fusion_weight: w of step 2, in [0, 1]; 0 leaves the scores as added.
             fpr_limit: integration limit of the pixel AUPRO.
 
@@ -191,7 +202,7 @@ class ClassMetricAccumulator:
         if maps is None and (normalize_maps or score_fusion_weight != 0.0):
             raise ValueError("map normalisation and score fusion need `pixel_maps` in `update`")
         if normalize_maps:
-            maps = normalize_class_maps(maps)
+            maps = normalize_class_maps(maps, normalize_only_outside_unit_range)
         scores = self._image_scores.values
         if score_fusion_weight != 0.0:
             scores = fuse_image_score(maps.amax(dim=(1, 2)).to(torch.float64), scores, score_fusion_weight)

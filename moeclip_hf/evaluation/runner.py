@@ -3,7 +3,8 @@
 Two protocols (METHOD.md, "Outputs"):
 
 - `"moeclip"`, the released benchmark protocol: per (layer, scale) the map (z_A + 1 - z_N) / 2, blurred and
-  summed; the summed maps min-max normalised over all images of the class; image score
+  summed; the summed maps min-max normalised over all images of the class (with the model's
+  `protocol_normalization="outside_unit_range"`, only when they leave [0, 1], as the released code does); image score
   w * max(map) + (1 - w) * (cos_A + 1) / 2 with w = 0.5 (industrial) or 1 (medical). It uses test-set
   statistics, so it serves benchmark numbers only.
 - `"probability"`, the single-image definition the pipeline and CLI use: the model's own `anomaly_map`
@@ -41,6 +42,7 @@ from ..distributed.sharding import fixed_batches, shard_batches
 from ..modeling.maps import image_anomaly_score, protocol_anomaly_map
 from ..modeling.modeling_moeclip import MoECLIPModel
 from ..modeling.processing_moeclip import MoECLIPProcessor
+from ..modeling.prompts import class_wording
 from . import PROTOCOLS
 from .accumulator import ClassMetricAccumulator
 from .distributed import dataset_fingerprint, gather_accumulator
@@ -170,7 +172,7 @@ def evaluate_dataset(
             description, row_domain = settings[class_name]
             class_domain = domain or row_domain
             kernel, sigma = config.blur_kernel_sizes[class_domain], config.blur_sigmas[class_domain]
-            prompts = processor.tokenize_descriptions([description])
+            prompts = processor.tokenize_descriptions([class_wording(class_name, description, config.class_descriptions)])
             text = model.encode_prompts(prompts["prompt_input_ids"].to(device), prompts["prompt_attention_mask"].to(device))
             accumulators[class_name] = ClassMetricAccumulator(expected_num_images=own_images[class_name])
         pixel_values = batch["pixel_values"].to(device)
@@ -203,8 +205,11 @@ def _class_metrics(
 ) -> dict[str, float | None]:
     """The metrics of one whole class: after the MoECLIP protocol's normalisation and fusion, or as scored."""
     if protocol == "moeclip":
-        weight = config.score_fusion_weights[class_domain]
-        return accumulator.compute(normalize_maps=True, score_fusion_weight=weight)
+        return accumulator.compute(
+            normalize_maps=True,
+            score_fusion_weight=config.score_fusion_weights[class_domain],
+            normalize_only_outside_unit_range=config.protocol_normalization == "outside_unit_range",
+        )
     return accumulator.compute()
 
 

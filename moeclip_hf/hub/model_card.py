@@ -200,6 +200,15 @@ def _human_list(values: list[Any]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
+#: The card's sentence on how the experts were trained, per `MoECLIPConfig.compatibility`.
+TRAINING_NOTES = {
+    "paper": "A simplex equiangular tight frame loss keeps their outputs apart.",
+    "released": "It runs in the released-code compatibility mode: as the authors' released code does, with exact "
+    "GELU in both towers, a trainable text projection and a dot-product image score, its experts trained "
+    "without the equiangular tight frame and balance losses.",
+}
+
+
 def _card_fields(
     config: MoECLIPConfig, base_model: str, model_name: str, model_id: str, results: str
 ) -> dict[str, str]:
@@ -219,6 +228,7 @@ def _card_fields(
         "threshold": f"{config.anomaly_threshold:g}",
         "domain": config.domain,
         "results": results,
+        "training_note": TRAINING_NOTES[config.compatibility],
     }
 
 

@@ -91,7 +91,13 @@ class ZeroShotAnomalyDetectionPipeline(Pipeline):
             logger.warning("Empty class name: using the class-agnostic description %r.", CLASS_AGNOSTIC_DESCRIPTION)
         elif not is_known_class(class_name):
             logger.info("Class %r is not a benchmark class: its name is used as the prompt description.", class_name)
-        inputs = self.processor(images=picture, class_names=[class_name], dataset=dataset, return_tensors="pt")
+        inputs = self.processor(
+            images=picture,
+            class_names=[class_name],
+            dataset=dataset,
+            return_tensors="pt",
+            class_descriptions=self.model.config.class_descriptions,
+        )
         inputs["original_size"] = torch.tensor([[picture.height, picture.width]])  # (1, 2): batches along dim 0
         return inputs
 

@@ -1,19 +1,28 @@
-"""A transformers CLIP checkpoint's weights in a MoECLIP model: the vision tower on the new patch grid, the text tower.
+"""A CLIP checkpoint's weights in a MoECLIP model: the vision tower on the new patch grid, the text tower.
 
-`MoECLIPModel.from_clip` builds the model around them; the position embeddings are resized once, here, so no
-forward interpolates.
+`MoECLIPModel.load_clip_weights` puts them in place (`from_clip`, `from_open_clip`); the position embeddings are
+resized once, here, so no forward interpolates.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from transformers import CLIPModel, CLIPTextModelWithProjection
 
 
-def clip_vision_state_dict(clip: CLIPModel, grid_size: int) -> dict[str, torch.Tensor]:
-    """The vision tower's state dict with its position embeddings resized to a `grid_size` x `grid_size` grid."""
-    state = clip.vision_model.state_dict()
+def clip_text_state_dict(clip: CLIPModel) -> dict[str, torch.Tensor]:
+    """A `CLIPModel`'s text tower and text projection as a `CLIPTextModelWithProjection` state dict."""
+    state = {f"text_model.{key}": value for key, value in clip.text_model.state_dict().items()}
+    state["text_projection.weight"] = clip.text_projection.weight
+    return state
+
+
+def vision_state_on_grid(state: Mapping[str, torch.Tensor], grid_size: int) -> dict[str, torch.Tensor]:
+    """A `CLIPVisionModel` state dict with its position embeddings resized to a `grid_size` x `grid_size` grid."""
+    state = dict(state)
     state["embeddings.position_embedding.weight"] = resize_position_embeddings(
         state["embeddings.position_embedding.weight"], grid_size
     )
@@ -21,11 +30,9 @@ def clip_vision_state_dict(clip: CLIPModel, grid_size: int) -> dict[str, torch.T
     return state
 
 
-def load_clip_text_weights(text_model: CLIPTextModelWithProjection, clip: CLIPModel) -> None:
-    """Copy a `CLIPModel`'s text tower and text projection into `text_model`; an error names what does not fit."""
-    state = {f"text_model.{key}": value for key, value in clip.text_model.state_dict().items()}
-    state["text_projection.weight"] = clip.text_projection.weight
-    missing, unexpected = text_model.load_state_dict(state, strict=False)
+def load_text_state(text_model: CLIPTextModelWithProjection, state: Mapping[str, torch.Tensor]) -> None:
+    """Load a `CLIPTextModelWithProjection` state dict; an error names what does not fit."""
+    missing, unexpected = text_model.load_state_dict(dict(state), strict=False)
     if unexpected or [key for key in missing if not key.endswith("position_ids")]:
         raise ValueError(f"CLIP text weights do not fit: missing {missing}, unexpected {unexpected}.")
 
@@ -44,4 +51,4 @@ def resize_position_embeddings(weight: torch.Tensor, grid_size: int) -> torch.Te
     return torch.cat([cls_position, resized], dim=0)
 
 
-__all__ = ["clip_vision_state_dict", "load_clip_text_weights", "resize_position_embeddings"]
+__all__ = ["clip_text_state_dict", "load_text_state", "resize_position_embeddings", "vision_state_on_grid"]

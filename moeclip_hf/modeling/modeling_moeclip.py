@@ -8,7 +8,8 @@ maps, losses, outputs and the CLIP weight conversion (`clip_weights`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -17,9 +18,9 @@ from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPVisionModel
 from transformers.utils import can_return_tuple
 
 from ..benchmarks import DOMAINS
-from ..configuration.configuration_moeclip import MoECLIPConfig
-from .clip_weights import clip_vision_state_dict, load_clip_text_weights
-from .heads import DepthwiseAdapter, patch_aggregation
+from ..configuration.configuration_moeclip import RELEASED_HIDDEN_ACT, MoECLIPConfig
+from .clip_weights import clip_text_state_dict, load_text_state, vision_state_on_grid
+from .heads import DepthwiseAdapter, pool_patch_tokens
 from .losses import classification_loss, segmentation_loss
 from .maps import (
     fuse_image_score,
@@ -64,8 +65,9 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
     """MoECLIP for zero-shot anomaly detection (METHOD.md).
 
     The frozen CLIP vision tower runs with MoE-LoRA layers rewriting the outputs of `config.moe_config.layers`;
-    the post-MoE token states of `config.feature_layers` go through CLIP's post layer norm, PAA over
-    `config.paa_scales`, the per-layer segmentation projections and the depth-wise adapter, and are compared
+    the raw post-MoE patch states of `config.feature_layers` go through PAA over `config.paa_scales`, then
+    CLIP's post layer norm and the per-layer segmentation projection (Eq. 10-11, in that order); the last
+    feature layer's scale-1 states, layer-normed, feed the depth-wise adapter image head. Both are compared
     with the text embeddings of the class's normal and abnormal prompts.
 
     Example:
@@ -101,7 +103,8 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
             self.image_head = DepthwiseAdapter(hidden, embed, config.adapter_kernel_size, config.vision_config.layer_norm_eps)
         else:
             self.image_head = _head_linear(hidden, embed)
-        self.text_projection = _head_linear(embed, embed) if config.trainable_text_projection else None
+        text_width = config.text_config.hidden_size
+        self.text_projection = _head_linear(text_width, embed) if config.trainable_text_projection else None
         self._prompt_cache: dict[bytes, torch.Tensor] = {}
         self._mark_moe_initialised()
         self.post_init()
@@ -143,9 +146,9 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
     def encode_prompts(self, prompt_input_ids: torch.Tensor, prompt_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """[T_N, T_A] per image from its prompt ids: (B, P, L) -> (B, 2, e), normalised.
 
-        The first `config.num_normal_prompts` sentences of each image are the normal ones. Sentence
-        embeddings come from the frozen text tower and are cached per distinct prompt set, so each class
-        is encoded once per process; only the (optional, trainable) text projection runs every call.
+        The first `config.num_normal_prompts` sentences of each image are the normal ones. What the frozen
+        text tower computes for a sentence is cached per distinct prompt set, so each class is encoded once
+        per process; only the (optional, trainable) text projection runs every call.
         """
         if prompt_input_ids.dim() != 3:
             raise ValueError(f"prompt_input_ids must have shape (batch, prompts, length); got {tuple(prompt_input_ids.shape)}.")
@@ -176,6 +179,9 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
         return self._class_embeddings(sentences)
 
     def _sentence_embeddings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The frozen part of each sentence's embedding, cached: CLIP's projected text embedding (P, e), or,
+        with `trainable_text_projection`, the final-layer-normed EOT state (P, d_t) that the trainable
+        projection replaces CLIP's with (METHOD.md, "Text side")."""
         key = input_ids.cpu().numpy().tobytes() + attention_mask.cpu().numpy().tobytes()
         cached = self._prompt_cache.get(key)
         if cached is None:
@@ -183,12 +189,14 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
             # the cached embeddings then do not depend on where they were first needed.
             device_type = self.text_model.text_projection.weight.device.type
             with torch.no_grad(), torch.autocast(device_type, enabled=False):
-                cached = self.text_model(input_ids=input_ids, attention_mask=attention_mask).text_embeds
+                pooled = self.text_model.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+                cached = pooled if self.text_projection is not None else self.text_model.text_projection(pooled)
             self._prompt_cache[key] = cached
         return cached.to(self.text_model.text_projection.weight.device)
 
     def _class_embeddings(self, sentences: torch.Tensor) -> torch.Tensor:
-        """(B, P, e) sentence embeddings -> (B, 2, e): normalise each, average per group, normalise again."""
+        """(B, P, .) sentence embeddings -> (B, 2, e): the trainable projection and LeakyReLU where configured,
+        then normalise each sentence, average per group, normalise again."""
         if self.text_projection is not None:
             sentences = F.leaky_relu(self.text_projection(sentences))
         sentences = F.normalize(sentences.float(), dim=-1)
@@ -267,28 +275,46 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
             "routing_weights": tuple(record.top_k_weights for record in records),
         }
 
-    def _patch_grids(self, patches: torch.Tensor, position: int) -> torch.Tensor:
-        """(B, P, d) patches of feature layer `position` -> (B, S, e, g, g): its segmentation projection and PAA.
+    def _scale_features(self, hidden_states: torch.Tensor, position: int) -> Iterator[torch.Tensor]:
+        """Yield proj(LN(PAA_s(x))) (B, e, g, g) for each PAA scale s in `config.paa_scales` order (Eq. 10-11):
+        PAA on the raw post-MoE patch states, then the post layer norm, then the segmentation projection.
 
-        Without the LeakyReLU variant the projection is linear and commutes with the PAA average, so the
-        layer is projected once and the projected maps are pooled (exactly equal, cheaper).
+        Computed exactly, with one projection per layer rather than one per scale. With c = x - mean_d(x) the
+        per-token centred states, W the projection and gamma, beta the post layer norm's weight and bias, each
+        pooled token is LN(PAA_s(x)) = gamma * PAA_s(c) / sigma_s + beta, because averaging commutes with
+        centring (PAA_s(c) = PAA_s(x) - mean_d(PAA_s(x))). So
+
+            proj(LN(PAA_s(x))) = PAA_s(W diag(gamma) c) / sigma_s + W beta,   sigma_s = std_d(PAA_s(c)),
+
+        where W diag(gamma) c is projected once and pooled in e dimensions, and only sigma_s, one number per
+        pooled token, needs the d-dimensional pooled states (`benchmarks/paa_features.py` times this against
+        projecting every scale). Centring before projecting keeps the mean out of the projected values, so
+        nothing cancels in low precision. Scales are yielded one at a time so that a caller reducing each to
+        logits never holds all of them.
         """
+        layer_norm = self.vision_model.post_layernorm
         projection = self.segmentation_projections[position]
-        grid, scales = self.config.grid_size, self.config.paa_scales
-        if self.config.segmentation_leaky_relu:
-            pooled = patch_aggregation(self._to_grid(patches, grid), scales)
-            return F.leaky_relu(projection(pooled.movedim(-3, -1))).movedim(-1, -3)
-        return patch_aggregation(self._to_grid(projection(patches), grid), scales)
-
-    @staticmethod
-    def _to_grid(tokens: torch.Tensor, grid: int) -> torch.Tensor:
-        """(..., P, C) row-major patch tokens -> (..., C, g, g)."""
-        return tokens.transpose(-1, -2).unflatten(-1, (grid, grid))
+        grid = self.config.grid_size
+        patches = hidden_states[:, 1:]
+        centred = patches - patches.mean(dim=-1, keepdim=True)
+        projected = F.linear(centred, projection.weight * layer_norm.weight)
+        offset = F.linear(layer_norm.bias, projection.weight)
+        width = centred.shape[-1]
+        for scale in self.config.paa_scales:
+            norm = torch.linalg.vector_norm(pool_patch_tokens(centred, grid, scale), dim=-1, keepdim=True)
+            inverse_std = torch.rsqrt(norm.square() / width + layer_norm.eps)
+            feature = torch.addcmul(offset, pool_patch_tokens(projected, grid, scale), inverse_std)
+            if self.config.segmentation_leaky_relu:
+                feature = F.leaky_relu(feature)
+            yield feature.transpose(-1, -2).unflatten(-1, (grid, grid))
 
     def _image_embedding(self, last_layer_patches: torch.Tensor) -> torch.Tensor:
+        """V_image from the layer-normed scale-1 patches of the last feature layer (Eq. 13-14)."""
         if isinstance(self.image_head, DepthwiseAdapter):
-            return self.image_head(last_layer_patches)
-        return F.normalize(self.image_head(last_layer_patches), dim=-1).mean(dim=1)
+            embedding = self.image_head(last_layer_patches)
+        else:
+            embedding = F.normalize(self.image_head(last_layer_patches), dim=-1).mean(dim=1)
+        return F.normalize(embedding, dim=-1) if self.config.renormalize_image_embedding else embedding
 
     # -------------------------------------------------------------------------------------------------- forward
 
@@ -345,14 +371,15 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
         # stack of full token states or feature maps is held while the deeper layers run.
         positions = {layer: position for position, layer in enumerate(self.config.feature_layers)}
         text = text_embeds.to(pixel_values.dtype)
-        layer_logits, patches = [], None
+        layer_logits, last_features = [], None
         for layer, hidden in self.moe_tuner.encoder_states(pixel_values, self._last_layer_needed(return_routing)):
             if layer in positions:
-                patches = self.vision_model.post_layernorm(hidden[:, 1:])
-                layer_logits.append(patch_logits(self._patch_grids(patches, positions[layer]), text, self.config.logit_scale))
+                last_features = hidden
+                scales = self._scale_features(hidden, positions[layer])
+                layer_logits.append(torch.stack([patch_logits(features, text, self.config.logit_scale) for features in scales], dim=1))
         logits = torch.stack(layer_logits, dim=1)
-        image_embedding = self._image_embedding(patches)
-        image_logits = torch.einsum("be,bce->bc", F.normalize(image_embedding, dim=-1), text_embeds.to(image_embedding.dtype))
+        image_embeds = self._image_embedding(self.vision_model.post_layernorm(last_features[:, 1:]))
+        image_logits = torch.einsum("be,bce->bc", image_embeds, text_embeds.to(image_embeds.dtype))
 
         flat_logits = logits.flatten(1, 2)
         size = self.config.image_size
@@ -387,6 +414,7 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
             anomaly_score=anomaly_score,
             patch_logits=logits,
             image_logits=image_logits,
+            image_embeds=image_embeds,
             text_embeds=text_embeds,
             segmentation_loss=seg_loss,
             classification_loss=cls_loss,
@@ -425,10 +453,63 @@ class MoECLIPModel(MoECLIPPreTrainedModel):
         text_config["projection_dim"] = clip.config.projection_dim
         config = MoECLIPConfig(vision_config=vision_config, text_config=text_config, image_size=image_size, **config_kwargs)
         model = cls(config)
-        model.moe_tuner.load_tower_state_dict(clip_vision_state_dict(clip, config.grid_size))
-        load_clip_text_weights(model.text_model, clip)
+        model.load_clip_weights(clip.vision_model.state_dict(), clip_text_state_dict(clip))
         model.config._name_or_path = str(name_or_path)
         return model
+
+    @classmethod
+    def from_open_clip(
+        cls, path: str | Path, image_size: int = 518, hidden_act: str | None = None, **config_kwargs
+    ) -> "MoECLIPModel":
+        """Build an untrained MoECLIP model around an OpenAI or open_clip ViT CLIP file (both towers).
+
+        `path` is OpenAI's CLIP file (e.g. `ViT-L-14-336px.pt`, a TorchScript archive, read with TorchScript's
+        own loader), an open_clip/OpenAI-layout state dict saved with `torch.save` (`.pt`, `.pth`, `.bin`, read
+        with `torch.load(weights_only=True)`) or the same as `.safetensors`. Sizes are read from the tensors; the
+        vision position embeddings are resized once to `image_size // patch_size` as in [`from_clip`].
+
+        Args:
+            hidden_act (`str`, *optional*): the towers' activation, which the file does not record: OpenAI trained
+                its CLIPs with `"quick_gelu"` (the default); the released MoECLIP code runs them with exact
+                `"gelu"` (the default with `compatibility="released"`).
+            config_kwargs: further [`MoECLIPConfig`] fields (`compatibility`, `moe`, `feature_layers`, ...).
+
+        Raises:
+            ValueError: naming the file, for anything that is not a ViT CLIP in these layouts (a pickled object,
+                a truncated file, missing weights, a ResNet CLIP, a non-square position grid).
+        """
+        from ..conversion.files import load_weights_file
+        from ..conversion.open_clip import open_clip_state_dict, open_clip_to_transformers, open_clip_tower_configs
+
+        path = Path(path)
+        released = config_kwargs.get("compatibility") == "released"
+        if hidden_act is None:
+            hidden_act = RELEASED_HIDDEN_ACT if released else "quick_gelu"
+        elif released and hidden_act != RELEASED_HIDDEN_ACT:
+            raise ValueError(
+                f"compatibility='released' runs the towers with {RELEASED_HIDDEN_ACT!r}, as the released code does; "
+                f"hidden_act={hidden_act!r} contradicts it."
+            )
+        state = open_clip_state_dict(load_weights_file(path), path)
+        vision_config, text_config = open_clip_tower_configs(state, path, hidden_act)
+        config = MoECLIPConfig(vision_config=vision_config, text_config=text_config, image_size=image_size, **config_kwargs)
+        model = cls(config)
+        try:
+            model.load_clip_weights(*open_clip_to_transformers(state, path))
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
+        model.config._name_or_path = str(path)
+        return model
+
+    def load_clip_weights(self, vision_state: dict[str, torch.Tensor], text_state: dict[str, torch.Tensor]) -> None:
+        """Load the frozen CLIP towers: a `CLIPVisionModel` and a `CLIPTextModelWithProjection` state dict.
+
+        The vision position embeddings are resized once, here, from the checkpoint's grid to the model's
+        (`clip_weights.resize_position_embeddings`), so no forward interpolates; the tuner puts the tower's
+        weights under its MoE layers (`MoELoraModel.load_tower_state_dict`).
+        """
+        self.moe_tuner.load_tower_state_dict(vision_state_on_grid(vision_state, self.config.grid_size))
+        load_text_state(self.text_model, text_state)
 
 
 __all__ = ["MoECLIPModel", "MoECLIPOutput", "MoECLIPPatchFeatures", "MoECLIPPreTrainedModel"]

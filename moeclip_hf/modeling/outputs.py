@@ -21,10 +21,15 @@ class MoECLIPOutput(ModelOutput):
         anomaly_score (`torch.FloatTensor` of shape `(batch_size,)`):
             Image score in [0, 1]: `w * max(anomaly_map) + (1 - w) * (cos_A + 1) / 2` with the domain's weight w.
         patch_logits (`torch.FloatTensor` of shape `(batch_size, layers, scales, 2, grid, grid)`):
-            `logit_scale * cos(patch, [T_N, T_A])` per feature layer and PAA scale; the benchmark protocol
-            (`moeclip_hf.modeling.maps.protocol_anomaly_map`) is computed from these.
+            `logit_scale * cos(patch, [T_N, T_A])` per feature layer and PAA scale, the patch features being
+            proj(LN(PAA(x))) of Eq. 10-11; the benchmark protocol (`moeclip_hf.modeling.maps.protocol_anomaly_map`)
+            is computed from these.
         image_logits (`torch.FloatTensor` of shape `(batch_size, 2)`):
-            Cosines of the image embedding with [T_N, T_A] (no scale), the classification logits.
+            `image_embeds . [T_N, T_A]` (no scale), the classification logits: cosines in the paper's mode,
+            the released code's dot products with `renormalize_image_embedding=False`.
+        image_embeds (`torch.FloatTensor` of shape `(batch_size, projection_dim)`):
+            V_image of Eq. 13-14: the mean of the image head's unit token vectors, L2-normalised again when
+            `config.renormalize_image_embedding` (the paper), as it is otherwise (the released code).
         text_embeds (`torch.FloatTensor` of shape `(batch_size, 2, projection_dim)`):
             The normalised [T_N, T_A] used for each image.
         segmentation_loss, classification_loss (`torch.FloatTensor`, *optional*): the parts of `loss`.
@@ -43,6 +48,7 @@ class MoECLIPOutput(ModelOutput):
     anomaly_score: torch.FloatTensor | None = None
     patch_logits: torch.FloatTensor | None = None
     image_logits: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
     text_embeds: torch.FloatTensor | None = None
     segmentation_loss: torch.FloatTensor | None = None
     classification_loss: torch.FloatTensor | None = None

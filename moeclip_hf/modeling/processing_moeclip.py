@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from transformers import BatchFeature, CLIPImageProcessorPil, ProcessorMixin
 
+from ..benchmarks import CLASS_DESCRIPTION_SETS
 from ..image_io import to_rgb
 from .prompts import describe, prompt_sentences
 
@@ -41,13 +42,16 @@ class MoECLIPProcessor(ProcessorMixin):
         class_names: str | Sequence[str] | None = None,
         dataset: str | None = None,
         return_tensors: str = "pt",
+        class_descriptions: str = "paper",
         **kwargs,
     ) -> BatchFeature:
         """Preprocess `images` and tokenize the prompts of `class_names` (one per image, or one for all).
 
-        Class names are turned into their benchmark description when known (`dataset` disambiguates),
-        otherwise used as written; an empty name falls back to "object". PIL images of any mode are first
-        converted to RGB as the data pipeline converts them (`moeclip_hf.image_io.to_rgb`: 16-bit
+        Class names are turned into their benchmark description when known (`dataset` disambiguates;
+        `class_descriptions` picks the "paper" or "released" wording, as the model's
+        `config.class_descriptions` says), otherwise used as written; an empty name falls back to "object".
+        PIL images of any mode are first converted to RGB as the data pipeline converts them
+        (`moeclip_hf.image_io.to_rgb`: 16-bit
         grayscale stretched by its own range, transparency composited onto white).
         """
         if images is None and class_names is None:
@@ -68,20 +72,26 @@ class MoECLIPProcessor(ProcessorMixin):
                 names = names * num_images
             if num_images is not None and len(names) != num_images:
                 raise ValueError(f"class_names has {len(names)} entries for {num_images} images: give one, or one per image.")
-            data.update(self.tokenize_prompts(names, dataset))
+            data.update(self.tokenize_prompts(names, dataset, class_descriptions))
         return BatchFeature(data=data, tensor_type=return_tensors)
 
-    def tokenize_prompts(self, class_names: Sequence[str], dataset: str | None = None) -> dict[str, torch.Tensor]:
+    def tokenize_prompts(
+        self, class_names: Sequence[str], dataset: str | None = None, class_descriptions: str = "paper"
+    ) -> dict[str, torch.Tensor]:
         """Prompt ids (N, P, L) and mask for N class names; each set holds the normal then the abnormal sentences.
 
-        Each name is first turned into its description (`prompts.describe`, `dataset` disambiguating).
+        Each name is first turned into its description (`prompts.describe`, `dataset` disambiguating), in the
+        "paper" wording or, with `class_descriptions="released"`, the released code's.
         """
         if not class_names:
             raise ValueError("class_names is empty: give one class name, or one per image.")
         for name in class_names:
             if not isinstance(name, str):
                 raise ValueError(f"class names must be strings; got {type(name).__name__}.")
-        return self.tokenize_descriptions([describe(name, dataset) for name in class_names])
+        if class_descriptions not in CLASS_DESCRIPTION_SETS:
+            raise ValueError(f"class_descriptions must be one of {CLASS_DESCRIPTION_SETS}; got {class_descriptions!r}.")
+        released = class_descriptions == "released"
+        return self.tokenize_descriptions([describe(name, dataset, released=released) for name in class_names])
 
     def tokenize_descriptions(self, descriptions: Sequence[str]) -> dict[str, torch.Tensor]:
         """Prompt ids (N, P, L) and mask for N descriptions used as they are (a dataset row's `description`).

@@ -7,7 +7,7 @@ abnormal. The text tower encodes each group and averages it into T_N and T_A.
 
 from __future__ import annotations
 
-from ..benchmarks import BENCHMARKS, CLASS_AGNOSTIC_DESCRIPTION, find_class, get_benchmark
+from ..benchmarks import BENCHMARKS, CLASS_AGNOSTIC_DESCRIPTION, CLASS_DESCRIPTION_SETS, find_class, get_benchmark
 
 TEMPLATES: tuple[str, ...] = ("{}.", "a photo of {}.")
 NORMAL_STATES: tuple[str, ...] = ("{}", "a {}", "the {}")
@@ -42,6 +42,21 @@ def describe(class_name: str, dataset: str | None = None, released: bool = False
         entry, canonical = found
         return entry.describe(canonical, released=released)
     return name.replace("_", " ")
+
+
+def class_wording(class_name: str, description: str, class_descriptions: str = "paper") -> str:
+    """What to prompt a class with, given the `description` its dataset rows carry.
+
+    With `class_descriptions="released"` (`MoECLIPConfig.class_descriptions`), a benchmark class whose rows carry
+    the benchmark's own description is prompted with the released code's wording where it differs (MVTec
+    ``capsule``, BTAD ``01``); a description of the user's own (free text, a JSON-lines line's) is kept.
+    """
+    if class_descriptions not in CLASS_DESCRIPTION_SETS:
+        raise ValueError(f"class_descriptions must be one of {CLASS_DESCRIPTION_SETS}; got {class_descriptions!r}.")
+    found = find_class(class_name) if class_descriptions == "released" else None
+    if found and found[0].describe(found[1]) == description:
+        return found[0].describe(found[1], released=True)
+    return description
 
 
 def is_known_class(class_name: str) -> bool:

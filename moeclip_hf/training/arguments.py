@@ -27,6 +27,9 @@ SYNTHETIC_DATASET = "synthetic"
 RUN_CONTROL_FIELDS = ("resume", "overwrite")
 #: The argument-file suffixes `parse_args` recognises when a single argument is given.
 ARGUMENT_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+#: Adam's learning rate when `--learning-rate` is not given, per `MoECLIPConfig.compatibility` (METHOD.md,
+#: "Losses and training"): the paper's, and the released training script's.
+LEARNING_RATES = {"paper": 5e-4, "released": 5e-5}
 
 
 @dataclass
@@ -55,6 +58,16 @@ class ModelArguments:
         default=None,
         metadata={"help": "Square input size in pixels (default 518; 64 for --clip tiny; fixed by --init-from)."},
     )
+    compatibility: Literal["paper", "released"] | None = field(
+        default=None,
+        metadata={
+            "help": "'paper' (default): the paper's method. 'released': train as the authors' released code runs "
+            "(MoECLIPConfig(compatibility='released'): exact GELU towers, the trainable text projection, "
+            "dot-product image score, the model in eval mode (no ETF, balance loss or LoRA dropout), no colour "
+            "jitter, geometric augmentation after normalisation, released prompts) and learning rate 5e-5. "
+            "With --init-from, the checkpoint's mode applies."
+        },
+    )
     no_fofs: bool = field(
         default=False,
         metadata={"help": "Ablation: trainable Kaiming-uniform LoRA A matrices instead of the frozen FOFS ones."},
@@ -79,7 +92,10 @@ class ModelArguments:
     )
     trainable_text_projection: bool = field(
         default=False,
-        metadata={"help": "Released-code variant: a trainable linear + LeakyReLU on the text embeddings."},
+        metadata={
+            "help": "Released-code variant: a trainable linear + LeakyReLU on the text tower's EOT states, "
+            "replacing CLIP's text projection."
+        },
     )
     segmentation_leaky_relu: bool = field(
         default=False, metadata={"help": "Released-code variant: a LeakyReLU after each segmentation projection."}
@@ -108,6 +124,7 @@ class ModelArguments:
         """The architecture flags as given (unset ones are None or False)."""
         names = (
             "image_size",
+            "compatibility",
             "no_fofs",
             "num_experts",
             "top_k",
@@ -131,6 +148,7 @@ class ModelArguments:
             "use_fofs": False if self.no_fofs else None,
         }
         overrides = {
+            "compatibility": self.compatibility,
             "feature_layers": self.feature_layers,
             "paa_scales": self.paa_scales,
             "image_head": self.image_head,
@@ -247,8 +265,12 @@ class TrainingArguments:
         default=1,
         metadata={"help": "Forward passes per optimiser step (effective batch: batch size x this x processes)."},
     )
-    learning_rate: float = field(
-        default=5e-4, metadata={"help": "Adam learning rate (paper: 5e-4; released script: 5e-5)."}
+    learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Adam learning rate (default: the model's compatibility mode's, LEARNING_RATES: 5e-4 the "
+            "paper's, 5e-5 the released script's)."
+        },
     )
     adam_beta1: float = field(default=0.5, metadata={"help": "Adam beta1."})
     adam_beta2: float = field(default=0.999, metadata={"help": "Adam beta2."})
@@ -298,7 +320,7 @@ class TrainingArguments:
             raise ValueError(f"--save-total-limit must be at least 1; got {self.save_total_limit}.")
         if self.seed < 0:
             raise ValueError(f"--seed must be non-negative; got {self.seed}.")
-        if self.learning_rate <= 0:
+        if self.learning_rate is not None and self.learning_rate <= 0:
             raise ValueError(f"--learning-rate must be positive; got {self.learning_rate}.")
         for name in ("adam_beta1", "adam_beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
@@ -371,6 +393,7 @@ def differing_fields(saved: dict[str, Any], current: dict[str, Any]) -> list[str
 __all__ = [
     "ArgumentTuple",
     "DataArguments",
+    "LEARNING_RATES",
     "ModelArguments",
     "RUN_CONTROL_FIELDS",
     "SYNTHETIC_DATASET",

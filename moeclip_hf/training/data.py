@@ -25,7 +25,9 @@ from torch.utils.data import DataLoader, Sampler
 from ..data.loading import class_settings, collate_samples, load_benchmark
 from ..data.synthetic import generate_splits
 from ..data.transforms import ClipPreprocess, JointAugmentation, derived_seed
+from ..configuration import MoECLIPConfig
 from ..modeling.processing_moeclip import MoECLIPProcessor
+from ..modeling.prompts import class_wording
 from .arguments import DataArguments, TrainingArguments
 from .errors import TrainingConfigurationError, TrainingDataError
 from .run_folder import SYNTHETIC_DIR
@@ -64,14 +66,20 @@ class TrainingSamples(torch.utils.data.Dataset):
     """Benchmark rows (decoded images and masks) as model inputs, augmented as a function of (seed, epoch, index).
 
     Indexed by the `(epoch, index)` keys of `EpochShuffleSampler`. Preprocessing is the evaluation's
-    (`moeclip_hf.data.transforms.ClipPreprocess`); the augmentation runs on [0, 1] pixels before normalisation.
+    (`moeclip_hf.data.transforms.ClipPreprocess`); the augmentation follows the model's config: on [0, 1] pixels
+    with colour jitter (the paper), or without jitter on the normalised image with nearest interpolation
+    (`color_jitter=False`, `augment_after_normalization=True`: the released code).
     """
 
-    def __init__(self, rows: Dataset, preprocess: ClipPreprocess, augment: bool, seed: int) -> None:
+    def __init__(self, rows: Dataset, preprocess: ClipPreprocess, augment: bool, seed: int, color_jitter: bool = True) -> None:
         self.rows = rows
         self.preprocess = preprocess
         self.augment = augment
         self.seed = seed
+        self.augmentation_options = {
+            "color_jitter": color_jitter,
+            "interpolation": "nearest" if preprocess.augment_after_normalization else "bilinear",
+        }
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -80,7 +88,9 @@ class TrainingSamples(torch.utils.data.Dataset):
         epoch, index = key
         try:
             row = self.rows[index]
-            augmentation = JointAugmentation.for_sample(self.seed, epoch, index) if self.augment else None
+            augmentation = (
+                JointAugmentation.for_sample(self.seed, epoch, index, **self.augmentation_options) if self.augment else None
+            )
             pixel_values, mask = self.preprocess(row["image"], row["mask"], augmentation)
         except ValueError as error:
             raise TrainingDataError(str(error)) from error
@@ -153,14 +163,20 @@ def load_training_rows(data_args: DataArguments, output_dir: Path, accelerator: 
 def make_dataloader(
     rows: Dataset,
     processor: MoECLIPProcessor,
+    config: MoECLIPConfig,
     data_args: DataArguments,
     training_args: TrainingArguments,
 ) -> DataLoader:
-    """The (unprepared) training DataLoader: seeded epoch shuffling, per-sample seeded augmentation, prompts."""
+    """The (unprepared) training DataLoader: seeded epoch shuffling, per-sample seeded augmentation as the model's
+    config asks (`color_jitter`, `augment_after_normalization`), each class's prompts in its wording
+    (`class_descriptions`)."""
     settings = class_settings(rows)
-    descriptions = {name: settings[name][0] for name in sorted(settings)}
+    descriptions = {
+        name: class_wording(name, settings[name][0], config.class_descriptions) for name in sorted(settings)
+    }
+    preprocess = ClipPreprocess(processor.image_processor, config.augment_after_normalization)
     return DataLoader(
-        TrainingSamples(rows, ClipPreprocess(processor.image_processor), data_args.augment, training_args.seed),
+        TrainingSamples(rows, preprocess, data_args.augment, training_args.seed, config.color_jitter),
         batch_size=training_args.batch_size,
         sampler=EpochShuffleSampler(len(rows), training_args.seed),
         collate_fn=TrainingCollator(processor, descriptions),

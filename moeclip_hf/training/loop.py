@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..modeling.modeling_moeclip import MoECLIPModel
 from ..modeling.processing_moeclip import MoECLIPProcessor
-from .arguments import DataArguments, ModelArguments, TrainingArguments, arguments_to_dict
+from .arguments import LEARNING_RATES, DataArguments, ModelArguments, TrainingArguments, arguments_to_dict
 from .checkpointing import (
     CHECKPOINTS_DIR,
     TrainerState,
@@ -135,8 +135,11 @@ class LossMeter:
 
 
 def loss_parts(outputs) -> torch.Tensor:
-    """The loss parts of a training forward as one detached vector, in `LOSS_NAMES` order."""
-    return torch.stack([getattr(outputs, name).detach().float() for name in LOSS_NAMES])
+    """The loss parts of a training forward as one detached vector, in `LOSS_NAMES` order; a part the forward
+    did not compute (the auxiliary losses of a model trained in evaluation mode) counts as 0."""
+    zero = outputs.loss.new_zeros(())
+    parts = [getattr(outputs, name) for name in LOSS_NAMES]
+    return torch.stack([(zero if part is None else part).detach().float() for part in parts])
 
 
 # ---------------------------------------------------------------------------------------------------- train
@@ -223,12 +226,12 @@ def prepare_run(
     model, processor = build_model_and_processor(model_args)
     if training_args.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    model.train()
-    dataloader = make_dataloader(rows, processor, data_args, training_args)
+    # The released code trains in evaluation mode throughout: no ETF or balance loss, no LoRA dropout.
+    model.train(not model.config.train_in_eval_mode)
+    dataloader = make_dataloader(rows, processor, model.config, data_args, training_args)  # before DDP wraps it
     parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.Adam(
-        parameters, lr=training_args.learning_rate, betas=(training_args.adam_beta1, training_args.adam_beta2)
-    )
+    learning_rate = training_args.learning_rate or LEARNING_RATES[model.config.compatibility]
+    optimizer = torch.optim.Adam(parameters, lr=learning_rate, betas=(training_args.adam_beta1, training_args.adam_beta2))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, training_args.lr_milestones, training_args.lr_gamma)
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
     register_model_state_hooks(accelerator, processor)
