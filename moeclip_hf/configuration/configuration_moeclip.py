@@ -143,6 +143,7 @@ class MoECLIPConfig(PreTrainedConfig):
     >>> released = MoECLIPConfig(compatibility="released")  # what the authors' released code runs
     >>> released.trainable_text_projection, released.renormalize_image_embedding, released.vision_config.hidden_act
     (True, False, 'gelu')
+
     ```
     """
 
