@@ -182,6 +182,35 @@ def test_a_table_is_not_written_over_and_resumes_only_with_the_same_settings(tmp
     assert rows_of(table) == rows_of(uninterrupted)
 
 
+def test_an_unreadable_image_gets_a_row_saying_why_and_is_tried_again_on_resume(
+    tmp_path, saved_model, image_folder, uninterrupted, capsys
+):
+    folder = tmp_path / "images"
+    shutil.copytree(image_folder, folder)
+    broken = folder / "good" / "002.png"  # in the second batch, [002, 003]
+    picture = broken.read_bytes()
+    broken.write_bytes(b"not an image")
+    table = tmp_path / "results.csv"
+    assert detect(saved_model, str(folder), "--output", str(table)) == 0  # the run goes on past it
+    assert "7 images: " in (err := capsys.readouterr().err) and ", 1 unreadable;" in err and "not a decodable image" in err
+    rows = read_rows(table.with_suffix(".jsonl"))[0]
+    assert [Path(row.path).name for row in rows] == [f"{index:03d}.png" for index in range(NUM_IMAGES)]
+    assert (rows[2].score, rows[2].verdict, rows[2].threshold, rows[2].map_file) == (None, "unreadable", None, "")
+    assert rows[2].error == f"cannot read image {broken}: not a decodable image"
+    assert f"{broken},,unreadable,,,cannot read image" in table.read_text()
+    expected = read_rows(uninterrupted.with_suffix(".jsonl"))[0]
+    others = [0, 1, 4, 5, 6]  # the batches without the broken file: the uninterrupted floats
+    assert [rows[index].score for index in others] == [expected[index].score for index in others]
+    assert rows[3].score == pytest.approx(expected[3].score, abs=1e-6)  # scored in a batch of one
+
+    broken.write_bytes(picture)  # repaired: --resume scores it, in its whole batch
+    assert detect(saved_model, str(folder), "--output", str(table), "--resume") == 0
+    assert "scored now 1, already written 6" in capsys.readouterr().err
+    resumed = read_rows(table.with_suffix(".jsonl"))[0]
+    assert len(resumed) == NUM_IMAGES and resumed[2].score == expected[2].score and resumed[2].error == ""
+    assert [row.verdict for row in resumed] == [row.verdict for row in expected]
+
+
 def test_only_the_last_line_of_a_table_may_be_cut_short(tmp_path):
     row = DetectionRow("a.png", 0.25, "normal", 0.5, "")
     path = tmp_path / "t.jsonl"
@@ -191,6 +220,16 @@ def test_only_the_last_line_of_a_table_may_be_cut_short(tmp_path):
     path.write_text(row.to_json()[:20] + "\n" + row.to_json())
     with pytest.raises(ValueError, match="t.jsonl, line 1: not a JSON object"):
         read_rows(path)
+
+
+def test_rows_round_trip_through_json_and_only_unreadable_rows_lack_a_score(tmp_path):
+    unreadable = DetectionRow.unreadable("b.png", "cannot read image b.png: it is an empty file")
+    assert DetectionRow.from_json(unreadable.to_json()) == unreadable
+    assert unreadable.to_csv() == "b.png,,unreadable,,,cannot read image b.png: it is an empty file\n"
+    for values in ({"score": None}, {"verdict": "unreadable"}):  # a score without a verdict, or the reverse
+        line = json.dumps({**json.loads(DetectionRow("a.png", 0.25, "normal", 0.5, "").to_json()), **values})
+        with pytest.raises(ValueError, match="values of the wrong kind"):
+            DetectionRow.from_json(line)
 
 
 # ------------------------------------------------------------------------------------------------ SIGKILL

@@ -10,7 +10,10 @@ detection pipeline) and writes one row per image as it goes (`table`):
   batch whose rows were only partly written when the run was killed is computed again whole and only its
   missing rows are written;
 - under `accelerate launch` / `torchrun` each process scores a contiguous share of those batches into its
-  own part file; at the end the main process merges the table, rows in input order.
+  own part file; at the end the main process merges the table, rows in input order;
+- an image that cannot be read (a corrupt or vanished file) gets an `unreadable` row with the reason, and
+  the rest of its batch is scored as usual: one bad file among a day's images does not stop the run, and
+  `--resume` tries it again (its batch is computed whole, so the scores are those of a run where it was good).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from ..distributed.agreement import relative_paths, require_agreement, sequence_
 from ..distributed.processes import ProcessGroup, SingleProcess
 from ..distributed.sharding import fixed_batches, shard_batches
 from .sources import ImageItem
-from .table import VERDICTS, DetectionRow, RowWriter, TableFiles, ordered, read_rows, truncate_to_rows, write_table
+from .table import UNREADABLE, VERDICTS, DetectionRow, RowWriter, TableFiles, ordered, read_rows, truncate_to_rows, write_table
 
 #: A batch of RGB pictures -> one result per picture, as the pipeline returns them for a list:
 #: {"score": float, "is_anomalous": bool, "threshold": float, "anomaly_map": grayscale PIL image}.
@@ -52,9 +55,14 @@ class TableSummary:
     def num_anomalous(self) -> int:
         return sum(row.verdict == VERDICTS[True] for row in self.rows)
 
+    @property
+    def num_unreadable(self) -> int:
+        return sum(row.verdict == UNREADABLE for row in self.rows)
+
 
 class _Pictures(Dataset):
-    """Items decoded where the DataLoader runs them (in its workers when it has some)."""
+    """Items decoded where the DataLoader runs them (in its workers when it has some): the RGB picture, or the
+    reason it could not be read."""
 
     def __init__(self, items: Sequence[ImageItem]) -> None:
         self.items = items
@@ -62,8 +70,11 @@ class _Pictures(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[int, Image.Image]:
-        return index, self.items[index].read()
+    def __getitem__(self, index: int) -> tuple[int, Image.Image | str]:
+        try:
+            return index, self.items[index].read()
+        except (OSError, ValueError) as error:  # what the image reader raises for a file it cannot decode
+            return index, str(error)
 
 
 def _as_list(batch: list) -> list:
@@ -93,7 +104,7 @@ def detect_to_table(
         settings: what else fixes the numbers (class name, domain, threshold, backend): recorded with the batch
             size in `<name>.settings.json` and compared on resume.
         model_digest: the model's SHA-256 (`distributed.model_fingerprint`), recorded and compared likewise.
-        resume: continue the table at `output`, scoring only images without a row.
+        resume: continue the table at `output`, scoring only images without a row or with an `unreadable` one.
         overwrite: delete the table at `output` first.
         write_maps: write each image's anomaly map as a PNG (else `map_file` is empty).
         processes: the processes of the run (`distributed.launched_processes()`); all must call this alike.
@@ -125,10 +136,13 @@ def detect_to_table(
     scored_here = 0
     with RowWriter(own_file, files.csv if own_file == files.jsonl else None) as writer:
         for batch in loader:
-            results = detector([picture for _, picture in batch])
+            readable = [(index, picture) for index, picture in batch if isinstance(picture, Image.Image)]
+            results = dict(zip((index for index, _ in readable), detector([picture for _, picture in readable]) if readable else [], strict=True))
             rows = [
-                _row(items[index], result, files, write_maps)
-                for (index, _), result in zip(batch, results, strict=True)
+                _row(items[index], results[index], files, write_maps)
+                if index in results
+                else DetectionRow.unreadable(items[index].key, problem)
+                for index, problem in batch
                 if items[index].key not in done  # a batch partly written before a kill: only its missing rows
             ]
             writer.append(rows)
@@ -170,7 +184,7 @@ def _open_table(
         truncate_to_rows(own_file)
         own_file.touch()
     group.barrier()
-    done = {row.path for row in files.written_rows()}
+    done = {row.path for row in files.written_rows() if row.verdict != UNREADABLE}
     if not single:
         require_agreement(group, {
             "rows already written and part files present (with several machines, --output must be on a folder "

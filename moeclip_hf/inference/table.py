@@ -27,9 +27,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 #: The table's columns.
-COLUMNS = ("path", "score", "verdict", "threshold", "map_file")
+COLUMNS = ("path", "score", "verdict", "threshold", "map_file", "error")
 #: `verdict` for `is_anomalous` True and False.
 VERDICTS = {True: "anomalous", False: "normal"}
+#: `verdict` of an image that could not be read: its row has no score, threshold or map, and says why in `error`.
+UNREADABLE = "unreadable"
 #: `--output` suffixes that ask for a table.
 TABLE_SUFFIXES = (".csv", ".jsonl")
 
@@ -37,20 +39,27 @@ TABLE_SUFFIXES = (".csv", ".jsonl")
 @dataclass(frozen=True)
 class DetectionRow:
     """One image's result: its key (`ImageItem.key`), score, verdict, the threshold and its map file (relative
-    to the table's folder; empty when maps are not written)."""
+    to the table's folder; empty when maps are not written). An image that could not be read has the verdict
+    `UNREADABLE`, no score or threshold (`None`: empty in the CSV, null in JSON) and the reason in `error`."""
 
     path: str
-    score: float
+    score: float | None
     verdict: str
-    threshold: float
+    threshold: float | None
     map_file: str
+    error: str = ""
+
+    @classmethod
+    def unreadable(cls, path: str, error: str) -> DetectionRow:
+        return cls(path, None, UNREADABLE, None, "", error)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False) + "\n"
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow([getattr(self, name) for name in COLUMNS])
+        values = (getattr(self, name) for name in COLUMNS)
+        csv.writer(buffer, lineterminator="\n").writerow(["" if value is None else value for value in values])
         return buffer.getvalue()
 
     @classmethod
@@ -63,8 +72,11 @@ class DetectionRow:
         if not isinstance(values, dict) or set(values) != set(COLUMNS):
             raise ValueError(f"not a row with the columns {COLUMNS}")
         row = cls(**values)
-        types = {"path": str, "score": float, "verdict": str, "threshold": float, "map_file": str}
-        if row.verdict not in VERDICTS.values() or not all(isinstance(getattr(row, f.name), types[f.name]) for f in fields(cls)):
+        number = type(None) if row.verdict == UNREADABLE else float
+        types = {"path": str, "score": number, "verdict": str, "threshold": number, "map_file": str, "error": str}
+        if row.verdict not in (*VERDICTS.values(), UNREADABLE) or not all(
+            isinstance(getattr(row, f.name), types[f.name]) for f in fields(cls)
+        ):
             raise ValueError("a row with values of the wrong kind")
         return row
 
@@ -101,11 +113,13 @@ class TableFiles:
             path.unlink()
 
     def written_rows(self) -> list[DetectionRow]:
-        """The whole rows of the table and of every part file, each key once (the first seen)."""
+        """The whole rows of the table and of every part file, each key once: the first scored row, else its
+        `unreadable` row (a resumed run tries unreadable images again)."""
         rows: dict[str, DetectionRow] = {}
         for path in (self.jsonl, *self.parts()):
             for row in read_rows(path)[0]:
-                rows.setdefault(row.path, row)
+                if row.path not in rows or rows[row.path].verdict == UNREADABLE:
+                    rows[row.path] = row
         return list(rows.values())
 
 
@@ -202,6 +216,7 @@ def ordered(rows: Iterable[DetectionRow], order: Mapping[str, int]) -> list[Dete
 __all__ = [
     "COLUMNS",
     "TABLE_SUFFIXES",
+    "UNREADABLE",
     "VERDICTS",
     "DetectionRow",
     "RowWriter",

@@ -6,7 +6,7 @@ import argparse
 import glob
 import sys
 
-from .table import TABLE_SUFFIXES
+from .table import TABLE_SUFFIXES, UNREADABLE
 
 #: Options that only a table run takes, with their defaults.
 TABLE_OPTIONS = {
@@ -89,11 +89,15 @@ def run_table(args: argparse.Namespace) -> int:
     if processes.is_main:
         scored = sum(summary.images_per_rank)
         per_rank = f" ({', '.join(map(str, summary.images_per_rank))} by process)" if processes.num_processes > 1 else ""
+        normal = len(summary.rows) - summary.num_anomalous - summary.num_unreadable
         print(
-            f"{len(summary.rows)} images: {summary.num_anomalous} anomalous, {len(summary.rows) - summary.num_anomalous} "
-            f"normal; scored now {scored}{per_rank}, already written {summary.already_written}",
+            f"{len(summary.rows)} images: {summary.num_anomalous} anomalous, {normal} normal, {summary.num_unreadable} "
+            f"unreadable; scored now {scored}{per_rank}, already written {summary.already_written}",
             file=sys.stderr,
         )
+        unreadable = [row for row in summary.rows if row.verdict == UNREADABLE]
+        if unreadable:
+            print(f"unreadable images have no score; the error column says why (first: {unreadable[0].error})", file=sys.stderr)
         maps = "" if args.no_maps else f", maps in {files.maps}/"
         print(f"written: {files.csv}, {files.jsonl}{maps}")
     return 0
